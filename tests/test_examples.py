@@ -1,0 +1,98 @@
+"""Tiny end-to-end runs of the example scripts (each well under a minute on 2 CPU cores)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tfp_mnf import data
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_FLOWS = ["--num_q_flows=1", "--num_r_flows=1", "--flow_hidden_units=8"]
+
+
+def _run(script, *args):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", script), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.parametrize(
+    ("script", "flag"),
+    [("mnist_lenet.py", "--compare_flipout"), ("regression.py", "--data_path")],
+)
+def test_help(script, flag):
+    assert flag in _run(script, "--help")
+
+
+def test_mnist_lenet_tiny_run_and_eval_only(tmp_path):
+    rng = np.random.default_rng(0)
+    ood_dir = tmp_path / "ood"
+    ood_dir.mkdir()
+    data.write_idx(
+        str(ood_dir / "t10k-images-idx3-ubyte.gz"),
+        rng.integers(0, 256, (40, 28, 28), dtype=np.uint8),
+    )
+    data.write_idx(str(ood_dir / "t10k-labels-idx1-ubyte.gz"), np.zeros(40, np.uint8))
+    model_dir = tmp_path / "model"
+    common = [
+        "--fake_data",
+        "--num_train=300",
+        "--num_test=40",
+        "--num_monte_carlo=3",
+        f"--ood_dir={ood_dir}",
+        f"--model_dir={model_dir}",
+    ]
+    stdout = _run("mnist_lenet.py", *common, "--epochs=2", "--kl_anneal_epochs=1", *TINY_FLOWS)
+    assert "mnf_lenet" in stdout and "ood_auroc" in stdout
+    results = json.loads((model_dir / "metrics.json").read_text())["results"]
+    assert set(results) == {"mnf_lenet", "lenet"}
+    for metrics in results.values():
+        assert 0.0 <= metrics["ood_auroc"] <= 1.0
+        assert 0.0 <= metrics["ece"] <= 1.0
+        assert metrics["train_seconds"] > 0
+    # The synthetic classes are easy: the plain LeNet learns them in two epochs.
+    assert results["lenet"]["accuracy"] > 0.8
+    for name in ("rotated_digit_mnf_lenet.png", "rotated_digit_lenet.png", "entropy.png"):
+        assert (model_dir / name).stat().st_size > 1000
+
+    _run("mnist_lenet.py", *common, "--eval_only")
+    reloaded = json.loads((model_dir / "metrics.json").read_text())["results"]
+    assert reloaded["lenet"]["accuracy"] == pytest.approx(results["lenet"]["accuracy"])
+    assert reloaded["lenet"]["nll"] == pytest.approx(results["lenet"]["nll"], rel=1e-4)
+    assert reloaded["mnf_lenet"]["train_seconds"] is None
+    assert reloaded["mnf_lenet"]["accuracy"] == pytest.approx(
+        results["mnf_lenet"]["accuracy"], abs=0.1
+    )
+
+
+def test_regression_tiny_run(tmp_path):
+    stdout = _run(
+        "regression.py",
+        "--num_train=60",
+        "--epochs=3",
+        "--toy_epochs=3",
+        "--toy_points=20",
+        "--num_monte_carlo=4",
+        f"--model_dir={tmp_path}",
+        *TINY_FLOWS,
+    )
+    assert "sklearn diabetes: 60 train / 88 test rows" in stdout
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    results = saved["results"]
+    assert set(results) == {"mnf_mlp", "mlp"}
+    for metrics in results.values():
+        assert np.isfinite(metrics["nll"]) and metrics["rmse"] > 0
+        assert 0.0 <= metrics["coverage"] <= 1.0
+    assert (tmp_path / "regression_band.png").stat().st_size > 1000
