@@ -1,0 +1,81 @@
+"""Divergence functions for MNF layers and their (de)serialization.
+
+A layer adds `kernel_divergence_fn(q, p, None)` and `bias_divergence_fn(q, p, None)` to its
+losses on every sampling call, like `tfp.layers`. `fit` minimizes the mean data loss per
+example plus the sum of `model.losses`, so for the ELBO of a data set of N examples each
+divergence must be scaled by 1 / N (not by 1 / batch_size): use `ScaledKL(1 / N)` or
+`lambda q, p, _: tfd.kl_divergence(q, p) / N`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+import tf_keras
+
+tfd = tfp.distributions
+
+DivergenceFn = Callable[[tfd.Distribution, tfd.Distribution, Any], tf.Tensor]
+
+
+@tf_keras.saving.register_keras_serializable(package="tfp_mnf")
+class ScaledKL:
+    """`scale * tfd.kl_divergence(q, p)`: a serializable divergence function.
+
+    Args:
+      scale: the factor, usually 1 / (number of training examples).
+    """
+
+    def __init__(self, scale: float = 1.0) -> None:
+        if not scale >= 0:
+            raise ValueError(f"`scale` must be a non-negative float, got {scale!r}.")
+        self.scale = float(scale)
+
+    def __call__(self, q: tfd.Distribution, p: tfd.Distribution, sample: Any = None) -> tf.Tensor:
+        return tf.cast(self.scale, q.dtype) * tfd.kl_divergence(q, p)
+
+    def get_config(self) -> dict:
+        return {"scale": self.scale}
+
+    def __repr__(self) -> str:
+        return f"ScaledKL(scale={self.scale!r})"
+
+
+def default_divergence_fn(
+    q: tfd.Distribution, p: tfd.Distribution, sample: Any = None
+) -> tf.Tensor:
+    """`tfd.kl_divergence(q, p)`, unscaled: the tfp.layers default."""
+    return tfd.kl_divergence(q, p)
+
+
+def serialize_divergence_fn(fn: DivergenceFn | None) -> Any:
+    """Serializes a divergence function for `get_config`.
+
+    Keras-serializable objects (e.g. `ScaledKL`) and registered functions are stored by
+    name and config; other callables (lambdas) are marshalled with
+    `tfp.layers.util.serialize_function`, as tfp.layers do.
+    """
+    if fn is None or fn is default_divergence_fn:
+        return None
+    if hasattr(fn, "get_config") or _is_registered(fn):
+        return {"keras": tf_keras.saving.serialize_keras_object(fn)}
+    serialized, kind = tfp.layers.util.serialize_function(fn)
+    return {"function": serialized, "function_type": kind}
+
+
+def deserialize_divergence_fn(config: Any) -> DivergenceFn:
+    """Inverse of `serialize_divergence_fn`."""
+    if config is None:
+        return default_divergence_fn
+    if callable(config):
+        return config
+    if "keras" in config:
+        return tf_keras.saving.deserialize_keras_object(config["keras"])
+    return tfp.layers.util.deserialize_function(config["function"], config["function_type"])
+
+
+def _is_registered(fn: Callable) -> bool:
+    return tf_keras.saving.get_registered_name(fn) != getattr(fn, "__name__", None)

@@ -1,0 +1,193 @@
+"""The MNF posterior of one layer: q(z) with its flow, q(W | z), r(z | W) and the KL bound.
+
+All of the paper's posterior maths lives here and is shared by the dense and conv layers,
+which differ only in the shape of the kernel and the axis that z scales (`z_axis`):
+
+- dense: kernel `[K, N]`, z has one entry per input unit (`z_axis=0`);
+- conv: kernel `[*kernel_size, C_in, C_out]`, z has one entry per output filter (`z_axis=-1`).
+
+Reference: Louizos & Welling (2017), Multiplicative Normalizing Flows for Variational
+Bayesian Neural Networks, arXiv:1703.01961.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import tensorflow as tf
+
+from tfp_mnf.ops import clip_log_std
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+class MNFPosterior:
+    """Maths of the MNF posterior q(W) = integral q(W | z) q(z) dz of one layer.
+
+    The multiplicative noise is z_T = f_T o ... o f_1(z_0), z_0 ~ N(q0_mean, exp(q0_log_var))
+    (eq. 4), and q(W | z) = prod_ij N(z_i M_ij, sigma_ij^2) (eq. 3). Since the marginal q(W)
+    is intractable, the KL to the prior is bounded with an auxiliary inverse model
+    r(z | W) (eqs. 9-10, 15).
+
+    Every standard deviation is clipped at `max_std`, in the forward pass and in the KL alike.
+
+    The object holds references to the layer's variables and flows; it owns no variables.
+    """
+
+    def __init__(
+        self,
+        *,
+        kernel_mean: tf.Variable,
+        kernel_log_std: tf.Variable,
+        q0_mean: tf.Variable | None,
+        q0_log_var: tf.Variable | None,
+        r_c: tf.Variable | None,
+        r_b1: tf.Variable | None,
+        r_b2: tf.Variable | None,
+        q_flow: tf.Module | None,
+        r_flow: tf.Module | None,
+        z_axis: int,
+        max_std: float,
+        r_activation: Callable[[tf.Tensor], tf.Tensor],
+    ) -> None:
+        self.kernel_mean = kernel_mean
+        self.kernel_log_std = kernel_log_std
+        self.q0_mean = q0_mean
+        self.q0_log_var = q0_log_var
+        self.r_c = r_c
+        self.r_b1 = r_b1
+        self.r_b2 = r_b2
+        self.q_flow = q_flow
+        self.r_flow = r_flow
+        self.rank = len(kernel_mean.shape)
+        self.z_axis = z_axis % self.rank
+        self.max_std = max_std
+        self.r_activation = r_activation
+
+    @property
+    def use_z(self) -> bool:
+        """Whether the posterior has multiplicative noise z (else it is mean-field Gaussian)."""
+        return self.q0_mean is not None
+
+    @property
+    def z_size(self) -> int:
+        """The number of entries of z: the kernel's size along `z_axis`."""
+        return int(self.kernel_mean.shape[self.z_axis])
+
+    def along_z(self, vector: tf.Tensor) -> tf.Tensor:
+        """Reshapes a `[Z]` vector so that it broadcasts against the kernel along `z_axis`."""
+        shape = [1] * self.rank
+        shape[self.z_axis] = self.z_size
+        return tf.reshape(vector, shape)
+
+    def clipped_log_std(self) -> tf.Tensor:
+        """log sigma of q(W | z), clipped at log(max_std)."""
+        return clip_log_std(tf.convert_to_tensor(self.kernel_log_std), self.max_std)
+
+    def sample_z0(self, batch_size: tf.Tensor | int, seed: tf.Tensor) -> tf.Tensor:
+        """Draws `[batch_size, Z]` samples of the flow's base z_0 ~ q(z_0) (eq. 4)."""
+        mean = tf.convert_to_tensor(self.q0_mean)
+        eps = tf.random.stateless_normal([batch_size, self.z_size], seed=seed, dtype=mean.dtype)
+        return mean + tf.exp(0.5 * self.q0_log_var) * eps
+
+    def sample_z(self, batch_size: tf.Tensor | int, seed: tf.Tensor) -> tf.Tensor:
+        """Draws `[batch_size, Z]` samples of z_T = f_T o ... o f_1(z_0) (eq. 4)."""
+        return self.q_flow.bijector.forward(self.sample_z0(batch_size, seed))
+
+    def mean_z(self) -> tf.Tensor:
+        """The `[Z]` noise of the posterior-mean prediction: q's flow applied to q0's mean."""
+        return self.q_flow.bijector.forward(self.q0_mean[tf.newaxis])[0]
+
+    def kl_weights_given_z(
+        self, z: tf.Tensor, prior_mean: tf.Tensor, prior_var: tf.Tensor
+    ) -> tf.Tensor:
+        """KL(q(W | z) || p(W)) summed over the kernel, for a Gaussian prior (eq. 15, first term).
+
+        sum_ij [1/2 log v_p - log sigma_ij + (sigma_ij^2 + (z_i M_ij - m_p)^2) / (2 v_p) - 1/2]
+
+        Args:
+          z: `[Z]` noise, or None for a mean-field posterior (z = 1).
+          prior_mean: prior means, broadcastable to the kernel.
+          prior_var: prior variances, broadcastable to the kernel.
+
+        Returns:
+          A scalar.
+        """
+        log_std = self.clipped_log_std()
+        mean = self.kernel_mean if z is None else self.along_z(z) * self.kernel_mean
+        return tf.reduce_sum(
+            0.5 * tf.math.log(prior_var)
+            - log_std
+            + (tf.exp(2.0 * log_std) + tf.square(mean - prior_mean)) / (2.0 * prior_var)
+            - 0.5
+        )
+
+    def log_q_z(self, z0: tf.Tensor) -> tf.Tensor:
+        """log q(z_T) of one sample, with the entropy of q(z_0) for E[log q(z_0)] (eq. 15).
+
+        Args:
+          z0: `[1, Z]` base sample that was pushed through q's flow.
+
+        Returns:
+          A scalar: -1/2 sum(log 2 pi + log sigma_z^2 + 1) - log|det df/dz_0|.
+        """
+        entropy_term = -0.5 * tf.reduce_sum(_LOG_2PI + self.q0_log_var + 1.0)
+        log_det = self.q_flow.bijector.forward_log_det_jacobian(z0, event_ndims=1)
+        return entropy_term - tf.reduce_sum(log_det)
+
+    def log_r_z(self, z: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        """log r(z_T | W) of the auxiliary inverse model, W drawn by local reparameterization.
+
+        a = act(c^T W) is sampled with mean c^T (z * M) and variance (c^2)^T sigma^2, reducing
+        over the z axis; then mean_r = b1 * mean(a), log precision_r = b2 * mean(a)
+        (eqs. 9-10) and log r = log N(f_r(z_T); mean_r, 1 / precision_r) + log|det df_r/dz|.
+
+        Args:
+          z: `[Z]` the sample z_T.
+          seed: `[2]` seed of the noise that samples a.
+
+        Returns:
+          A scalar.
+        """
+        c = self.along_z(self.r_c)
+        mean = self.along_z(z) * self.kernel_mean
+        var = tf.exp(2.0 * self.clipped_log_std())
+        a_mean = tf.reduce_sum(c * mean, axis=self.z_axis)
+        a_var = tf.reduce_sum(tf.square(c) * var, axis=self.z_axis)
+        eps = tf.random.stateless_normal(tf.shape(a_mean), seed=seed, dtype=a_mean.dtype)
+        a_bar = tf.reduce_mean(self.r_activation(a_mean + tf.sqrt(a_var) * eps))
+        r_mean = self.r_b1 * a_bar  # eq. 9
+        r_log_precision = self.r_b2 * a_bar  # eq. 10
+        z_row = z[tf.newaxis]
+        f_z = self.r_flow.bijector.forward(z_row)[0]
+        log_det = self.r_flow.bijector.forward_log_det_jacobian(z_row, event_ndims=1)
+        log_normal = 0.5 * (
+            r_log_precision - _LOG_2PI - tf.exp(r_log_precision) * tf.square(f_z - r_mean)
+        )
+        return tf.reduce_sum(log_normal) + tf.reduce_sum(log_det)
+
+    def kl_bound(self, prior_mean: tf.Tensor, prior_var: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        """One-sample estimate of the upper bound on KL(q(W) || p(W)) (eq. 15, Algorithm 2).
+
+        KL ~= KL(q(W | z_T) || p(W)) + log q(z_T) - log r(z_T | W), z_T ~ q(z_T). Without z
+        (`use_z=False`) this is the closed-form KL of the mean-field Gaussian posterior.
+
+        Args:
+          prior_mean: prior means, broadcastable to the kernel.
+          prior_var: prior variances, broadcastable to the kernel.
+          seed: `[2]` seed of the z_T sample and of the auxiliary noise.
+
+        Returns:
+          A scalar.
+        """
+        if not self.use_z:
+            return self.kl_weights_given_z(None, prior_mean, prior_var)
+        z_seed, r_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        z0 = self.sample_z0(1, z_seed)
+        z = self.q_flow.bijector.forward(z0)[0]
+        return (
+            self.kl_weights_given_z(z, prior_mean, prior_var)
+            + self.log_q_z(z0)
+            - self.log_r_z(z, r_seed)
+        )
