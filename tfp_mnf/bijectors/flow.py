@@ -100,7 +100,8 @@ class Flow(tf_keras.layers.Layer):
             )
         self._steps = [self._make_step(i) for i in range(self.num_layers)]
         for step in self._steps:
-            step.build((None, self.event_size))
+            with tf.name_scope(step.name):  # unique variable names, as h5 files need
+                step.build((None, self.event_size))
         super().build(input_shape)
 
     def _make_step(self, index: int) -> steps.FlowStep:
@@ -108,7 +109,7 @@ class Flow(tf_keras.layers.Layer):
             event_size=self.event_size,
             seed=initializers.derive_seed(self.seed, index),
             dtype=self.dtype_policy,
-            name=f"{self.kind}_{index}",
+            name=f"{self.name}_{index}",
         )
         if self.kind == "planar":
             return steps.PlanarStep(**common)

@@ -132,8 +132,10 @@ class CouplingStep(FlowStep):
             dtype=self.dtype_policy,
             name="shift_and_log_scale",
         )
-        self._hidden_layer.build((None, num_masked))
-        self._output_layer.build((None, self.hidden_units))
+        with tf.name_scope(self._hidden_layer.name):
+            self._hidden_layer.build((None, num_masked))
+        with tf.name_scope(self._output_layer.name):
+            self._output_layer.build((None, self.hidden_units))
         super().build(input_shape)
 
     def _shift_and_log_scale(self, z1: tf.Tensor, output_units: int) -> tuple[tf.Tensor, tf.Tensor]:
@@ -198,7 +200,8 @@ class AutoregressiveStep(FlowStep):
             dtype=self.dtype_policy,
             name="made",
         )
-        self._made.build((None, self.event_size))
+        with tf.name_scope(self._made.name):
+            self._made.build((None, self.event_size))
         super().build(input_shape)
 
     @property
