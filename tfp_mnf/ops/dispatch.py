@@ -1,0 +1,137 @@
+"""Chooses the fused kernel or the composite TensorFlow path for each op call.
+
+Fused when the op library loaded and has a kernel for the device and dtype (float32/float64
+on CPU, float32 on GPU when built with CUDA). Composite inside XLA (`jit_compile=True`), for
+other dtypes (float16, bfloat16), when the library is missing or stale, or when forced with
+the environment variable `TFP_MNF_FORCE_COMPOSITE=1` or `with force_composite():`.
+The choice is made when the op is built (at tracing time inside a `tf.function`).
+"""
+
+import contextlib
+import functools
+import os
+import threading
+from collections.abc import Iterator
+
+import tensorflow as tf
+from tensorflow.python.framework import ops as tf_ops
+from tensorflow.python.ops import control_flow_util
+
+from tfp_mnf.ops import _library, composite, fused
+
+FORCE_ENV = "TFP_MNF_FORCE_COMPOSITE"
+_CPU_DTYPES = (tf.float32, tf.float64)
+_GPU_DTYPES = (tf.float32,)
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def force_composite() -> Iterator[None]:
+    """Uses the composite TensorFlow path for ops built inside this context."""
+    previous = getattr(_state, "forced", False)
+    _state.forced = True
+    try:
+        yield
+    finally:
+        _state.forced = previous
+
+
+def _forced() -> bool:
+    return getattr(_state, "forced", False) or os.environ.get(FORCE_ENV, "") == "1"
+
+
+def fused_available() -> bool:
+    """Whether ops built here and now may use the fused kernels (library loaded, not forced)."""
+    return not _forced() and _library.load() is not None
+
+
+@functools.cache
+def _gpu_visible() -> bool:
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+def _in_xla() -> bool:
+    """True while tracing for XLA (`tf.function(jit_compile=True)` or nested in one)."""
+    if tf.executing_eagerly():
+        return False
+    return control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph())
+
+
+def _use_fused(dtype: tf.DType) -> bool:
+    if not fused_available() or _in_xla():
+        return False
+    if _gpu_visible():
+        return _library.has_gpu_kernels() and dtype in _GPU_DTYPES
+    return dtype in _CPU_DTYPES
+
+
+def _as_tensors(dtype_source: str, **tensors: object) -> dict[str, tf.Tensor]:
+    """Converts float arguments to tensors of one dtype, naming any argument that differs."""
+    converted = {name: tf.convert_to_tensor(t) for name, t in tensors.items()}
+    dtype = converted[dtype_source].dtype
+    if not dtype.is_floating:
+        raise TypeError(f"{dtype_source} must be a floating tensor, got {dtype.name}")
+    for name, t in converted.items():
+        if t.dtype != dtype:
+            raise TypeError(f"{name} must have {dtype_source}'s dtype {dtype.name}, "
+                            f"got {t.dtype.name}")
+    return converted
+
+
+def _as_seed(seed: object) -> tf.Tensor:
+    seed = tf.convert_to_tensor(seed)
+    if seed.dtype not in (tf.int32, tf.int64):
+        raise TypeError(f"seed must be an int32 or int64 tensor of shape [2], got {seed.dtype.name}")
+    return seed
+
+
+def dense_local_reparam(
+    x: tf.Tensor,
+    z: tf.Tensor,
+    kernel_mean: tf.Tensor,
+    kernel_log_std: tf.Tensor,
+    bias_mean: tf.Tensor,
+    bias_log_var: tf.Tensor,
+    seed: tf.Tensor,
+    max_std: float,
+) -> tf.Tensor:
+    """Samples a dense MNF layer's pre-activations; see `composite.dense_local_reparam`.
+
+    Args:
+      x: `[B, K]` inputs.
+      z: `[B, K]` multiplicative noise.
+      kernel_mean: `[K, N]` weight means.
+      kernel_log_std: `[K, N]` weight log standard deviations.
+      bias_mean: `[N]` bias means.
+      bias_log_var: `[N]` bias log variances.
+      seed: `[2]` int32/int64 seed of the noise eps.
+      max_std: upper clip of every standard deviation (> 0).
+
+    Returns:
+      `[B, N]` sampled pre-activations, from the fused kernel or the composite path.
+    """
+    if not max_std > 0:
+        raise ValueError(f"max_std must be > 0, got {max_std}")
+    args = _as_tensors("x", x=x, z=z, kernel_mean=kernel_mean, kernel_log_std=kernel_log_std,
+                       bias_mean=bias_mean, bias_log_var=bias_log_var)
+    impl = fused if _use_fused(args["x"].dtype) else composite
+    return impl.dense_local_reparam(**args, seed=_as_seed(seed), max_std=float(max_std))
+
+
+def conv_local_reparam_epilogue(
+    mu: tf.Tensor, var: tf.Tensor, z: tf.Tensor, seed: tf.Tensor
+) -> tf.Tensor:
+    """out = mu * z + sqrt(var) * eps; see `composite.conv_local_reparam_epilogue`.
+
+    Args:
+      mu: `[B, ..., C]` channels-last conv output means.
+      var: `[B, ..., C]` conv output variances.
+      z: `[B, C]` multiplicative noise.
+      seed: `[2]` int32/int64 seed of the noise eps.
+
+    Returns:
+      `[B, ..., C]` sampled pre-activations, from the fused kernel or the composite path.
+    """
+    args = _as_tensors("mu", mu=mu, var=var, z=z)
+    impl = fused if _use_fused(args["mu"].dtype) else composite
+    return impl.conv_local_reparam_epilogue(**args, seed=_as_seed(seed))
