@@ -18,6 +18,7 @@ from statistics import NormalDist
 
 import numpy as np
 import tensorflow as tf
+import tf_keras
 
 
 def _check_positive_int(value: int, name: str) -> None:
@@ -61,8 +62,9 @@ def predictive_samples(
 ) -> np.ndarray:
     """Draws Monte Carlo samples of a stochastic model's outputs.
 
-    Every sample is a separate forward pass `model(x_batch, training=False)`, so a Bayesian
-    layer draws fresh noise (weights or multiplicative z) for each of them.
+    Every sample is a separate forward pass `model(x_batch, training=False)` (through
+    `predict_on_batch` for a tf_keras model), so a Bayesian layer draws fresh noise
+    (weights or multiplicative z) for each of them.
 
     Args:
       model: a callable Keras model (e.g. an MNF-LeNet that outputs logits).
@@ -78,13 +80,16 @@ def predictive_samples(
     x = np.asarray(x)
     if x.ndim < 1 or x.shape[0] == 0:
         raise ValueError(f"`x` must hold at least one example, got shape {x.shape}.")
-    # A fresh tf.function per call: a cached trace must not outlive a mode switch such as
-    # `posterior_mean(model)`; the random ops inside still draw new noise on every call.
-    forward = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
+    if isinstance(model, tf_keras.Model):
+        # Keras' cached predict function (`model(x, training=False)`), which
+        # `posterior_mean(model)` resets; its random ops draw new noise on every call.
+        forward = model.predict_on_batch
+    else:
+        forward = lambda batch: model(batch, training=False).numpy()  # noqa: E731
     batches = []
     for start in range(0, x.shape[0], batch_size):
         batch = tf.convert_to_tensor(x[start : start + batch_size])
-        batches.append(np.stack([forward(batch).numpy() for _ in range(num_samples)]))
+        batches.append(np.stack([np.asarray(forward(batch)) for _ in range(num_samples)]))
     return np.concatenate(batches, axis=1).astype(np.float32)
 
 
