@@ -28,8 +28,10 @@ def _randomize(layer, rng, log_std=(-3.0, -0.5)):
 
 @pytest.mark.parametrize(
     "layer, input_shape",
-    [(DenseMNF(7, use_z=False, prior_variance=0.5, bias_prior_variance=2.0), (3, 5)),
-     (Conv2DMNF(4, 3, use_z=False, prior_variance=0.5, bias_prior_variance=2.0), (2, 6, 6, 3))],
+    [
+        (DenseMNF(7, use_z=False, prior_variance=0.5, bias_prior_variance=2.0), (3, 5)),
+        (Conv2DMNF(4, 3, use_z=False, prior_variance=0.5, bias_prior_variance=2.0), (2, 6, 6, 3)),
+    ],
 )
 def test_kl_without_z_is_closed_form_gaussian_kl(layer, input_shape):
     layer.build(input_shape)
@@ -82,7 +84,9 @@ def test_conv_sample_moments_with_fixed_z(op_path):
     x1 = rng.normal(size=(1, 3, 3, 2)).astype("float32")
     z1 = rng.uniform(0.5, 1.5, size=(1, 3)).astype("float32")
     out = layer._sample_outputs(
-        tf.constant(np.tile(x1, (n, 1, 1, 1))), tf.constant(np.tile(z1, (n, 1))), tf.constant([5, 6])
+        tf.constant(np.tile(x1, (n, 1, 1, 1))),
+        tf.constant(np.tile(z1, (n, 1))),
+        tf.constant([5, 6]),
     ).numpy()
     sigma_sq = np.exp(2 * np.minimum(layer.kernel_log_std.numpy(), math.log(0.5)))
     mu = tf.nn.conv2d(x1, layer.kernel_mean, 1, "SAME").numpy()[0] + layer.bias_mean.numpy()
@@ -193,7 +197,9 @@ def test_posterior_mean_context_for_a_whole_model():
     # DenseFlipout still samples, so build the expectation from a model without it.
     mnf_only = tf_keras.Sequential([tf_keras.Input((6,)), DenseMNF(4, seed=3)])
     with posterior_mean(mnf_only):
-        np.testing.assert_array_equal(mnf_only.predict(x, verbose=0), mnf_only.predict(x, verbose=0))
+        np.testing.assert_array_equal(
+            mnf_only.predict(x, verbose=0), mnf_only.predict(x, verbose=0)
+        )
     assert p1.shape == p2.shape == (5, 3)
 
 
@@ -224,8 +230,10 @@ def test_seeded_layers_are_reproducible_and_variables_distinct():
         np.testing.assert_array_equal(va.numpy(), vb.numpy())
     # One initializer instance per variable: same-shape variables must not be tied.
     for first, second in (("r_b1", "r_b2"), ("kernel_mean", "kernel_log_std")):
-        assert not np.allclose(getattr(a, first).numpy() - getattr(a, first).numpy().mean(),
-                               getattr(a, second).numpy() - getattr(a, second).numpy().mean())
+        assert not np.allclose(
+            getattr(a, first).numpy() - getattr(a, first).numpy().mean(),
+            getattr(a, second).numpy() - getattr(a, second).numpy().mean(),
+        )
 
 
 @pytest.mark.parametrize(

@@ -195,8 +195,9 @@ class MNFLayer(tf_keras.layers.Layer):
                 seeds[1],
                 name="r_flow",
             )
-            q_flow.build((None, z_size))
-            r_flow.build((None, z_size))
+            for flow in (q_flow, r_flow):
+                with tf.name_scope(flow.name):
+                    flow.build((None, z_size))
         for key, variable in z_vars.items():
             setattr(self, key, variable)
         self.posterior = MNFPosterior(
@@ -323,8 +324,12 @@ class MNFLayer(tf_keras.layers.Layer):
             activity_regularizer=tf_keras.regularizers.serialize(self.activity_regularizer)
             if self.activity_regularizer
             else None,
-            kernel_divergence_fn=serialize_divergence_fn(self.kernel_divergence_fn),
-            bias_divergence_fn=serialize_divergence_fn(self.bias_divergence_fn),
+            kernel_divergence_fn=serialize_divergence_fn(
+                "kernel_divergence_fn", self.kernel_divergence_fn
+            ),
+            bias_divergence_fn=serialize_divergence_fn(
+                "bias_divergence_fn", self.bias_divergence_fn
+            ),
             use_z=self.use_z,
             q_flow=self.q_flow_kind,
             num_q_flows=self.num_q_flows,

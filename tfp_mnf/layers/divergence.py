@@ -40,6 +40,10 @@ class ScaledKL:
     def get_config(self) -> dict:
         return {"scale": self.scale}
 
+    @classmethod
+    def from_config(cls, config: dict) -> ScaledKL:
+        return cls(**config)
+
     def __repr__(self) -> str:
         return f"ScaledKL(scale={self.scale!r})"
 
@@ -51,19 +55,33 @@ def default_divergence_fn(
     return tfd.kl_divergence(q, p)
 
 
-def serialize_divergence_fn(fn: DivergenceFn | None) -> Any:
+def serialize_divergence_fn(arg: str, fn: DivergenceFn | None) -> Any:
     """Serializes a divergence function for `get_config`.
 
-    Keras-serializable objects (e.g. `ScaledKL`) and registered functions are stored by
-    name and config; other callables (lambdas) are marshalled with
-    `tfp.layers.util.serialize_function`, as tfp.layers do.
+    Keras-serializable objects (e.g. `ScaledKL`) and module-level functions are stored by
+    name (and config). Lambdas and local functions cannot be restored faithfully (their
+    globals and closures are lost), so they are rejected here, at save time, rather than
+    producing a model that fails when it is loaded.
+
+    Args:
+      arg: the argument's name, for the error message.
+      fn: the divergence function.
+
+    Returns:
+      A JSON-serializable description, or None for the default.
     """
     if fn is None or fn is default_divergence_fn:
         return None
-    if hasattr(fn, "get_config") or _is_registered(fn):
-        return {"keras": tf_keras.saving.serialize_keras_object(fn)}
-    serialized, kind = tfp.layers.util.serialize_function(fn)
-    return {"function": serialized, "function_type": kind}
+    target = fn if isinstance(fn, type) or not hasattr(fn, "get_config") else type(fn)
+    name = tf_keras.saving.get_registered_name(target)
+    if tf_keras.saving.get_registered_object(name) is not target:
+        raise ValueError(
+            f"`{arg}`={fn!r} cannot be saved and reloaded faithfully: it is a lambda, a local "
+            "function or an unregistered callable. Use `tfp_mnf.layers.ScaledKL(scale)`, or a "
+            "function (or a class with `get_config`/`from_config`) decorated with "
+            "`tf_keras.saving.register_keras_serializable()`."
+        )
+    return tf_keras.saving.serialize_keras_object(fn)
 
 
 def deserialize_divergence_fn(config: Any) -> DivergenceFn:
@@ -72,10 +90,4 @@ def deserialize_divergence_fn(config: Any) -> DivergenceFn:
         return default_divergence_fn
     if callable(config):
         return config
-    if "keras" in config:
-        return tf_keras.saving.deserialize_keras_object(config["keras"])
-    return tfp.layers.util.deserialize_function(config["function"], config["function_type"])
-
-
-def _is_registered(fn: Callable) -> bool:
-    return tf_keras.saving.get_registered_name(fn) != getattr(fn, "__name__", None)
+    return tf_keras.saving.deserialize_keras_object(config)
