@@ -9,7 +9,8 @@ repository, and generates:
 * `//:tensorflow_framework`: the framework shared library to link custom ops against;
 * `//:python_toolchain`: a Python toolchain running that same interpreter, so `py_test`
   targets import the same TensorFlow the op library was built against;
-* `//:defs.bzl`: `TF_COPTS`, the remaining compile flags (the C++ standard).
+* `//:defs.bzl`: `TF_COPTS`, the remaining compile flags (the C++ standard), and
+  `TF_VERSION`, the version of that TensorFlow.
 
 Re-run with `bazel sync --configure` after upgrading TensorFlow.
 """
@@ -18,6 +19,7 @@ _QUERY = """
 import sys
 import tensorflow as tf
 print("python=" + sys.executable)
+print("version=" + tf.__version__)
 print("include=" + tf.sysconfig.get_include())
 print("lib=" + tf.sysconfig.get_lib())
 for flag in tf.sysconfig.get_link_flags():
@@ -72,7 +74,8 @@ def _tf_configure_impl(ctx):
     result = ctx.execute([python, "-c", _QUERY], quiet = True)
     if result.return_code != 0:
         fail("tf_configure: %s could not import tensorflow:\n%s" % (python, result.stderr))
-    found = {key: [] for key in ["python", "include", "lib", "framework", "define", "copt"]}
+    keys = ["python", "version", "include", "lib", "framework", "define", "copt"]
+    found = {key: [] for key in keys}
     for line in result.stdout.splitlines():
         key, sep, value = line.partition("=")
         if sep and key in found:
@@ -85,7 +88,10 @@ def _tf_configure_impl(ctx):
         framework = framework,
         python = found["python"][0],
     ))
-    ctx.file("defs.bzl", "TF_COPTS = %s\n" % repr(found["copt"]))
+    ctx.file("defs.bzl", "TF_COPTS = %s\nTF_VERSION = %s\n" % (
+        repr(found["copt"]),
+        repr(found["version"][0]),
+    ))
 
 tf_configure = repository_rule(
     implementation = _tf_configure_impl,

@@ -30,7 +30,7 @@ printf 'build --repo_env=PYTHON_BIN_PATH=%s\n' "$python_bin" > .tf_configure.baz
 bazel sync --configure
 
 echo "== building and testing with Bazel"
-bazel build //:_mnf_ops.so
+bazel build //:mnf_ops
 bazel test //:mnf_ops_load_test
 
 library="$(pwd)/bazel-bin/_mnf_ops.so"
