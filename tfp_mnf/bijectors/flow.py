@@ -46,7 +46,9 @@ class Flow(tf_keras.layers.Layer):
     - `"maf"`: `tfb.MaskedAutoregressiveFlow(MADE)`: forward is `event_size` sequential
       passes, inverse one pass (the density-estimation direction). Prefer "iaf" where the
       forward direction is used on every step, as in MNF layers.
-    For `"iaf"` and `"maf"` the reverse permutation sits between layers.
+    For `"iaf"` and `"maf"` the reverse permutation sits between layers. For all three,
+    when the number of permutations is odd one more follows the last layer, so the composed
+    permutation is the identity and the flow starts near the identity map.
 
     With `event_size == 1`, "realnvp", "iaf" and "maf" steps are unconditioned element-wise
     affine maps (`AffineStep`): there is nothing to condition on in one dimension.
@@ -141,6 +143,8 @@ class Flow(tf_keras.layers.Layer):
             if permute and index > 0:
                 bijectors.append(tfb.Permute(permutation=reverse))
             bijectors.append(step.bijector)
+        if permute and len(self._steps) % 2 == 0:  # restore the order: near identity at init
+            bijectors.append(tfb.Permute(permutation=reverse))
         return tfb.Chain(bijectors[::-1])  # Chain applies its last bijector first.
 
     def call(self, z: tf.Tensor) -> tf.Tensor:

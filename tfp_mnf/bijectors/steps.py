@@ -166,7 +166,9 @@ class AutoregressiveStep(FlowStep):
     The MADE has one hidden layer of `hidden_units` tanh units; its output kernel is
     initialised small so the step starts near the identity. Its autoregressive masks are
     kept by kernel constraints, which tf_keras optimizers apply after every update; code
-    that updates the variables itself must apply `variable.constraint` too.
+    that updates the variables itself must apply `variable.constraint` too. TFP's MADE
+    creates its hidden activation layer without a dtype, so that layer computes in the
+    global Keras dtype policy: for float64 flows set the global policy to float64 too.
 
     Args:
       event_size: size of the vectors, at least 2.
