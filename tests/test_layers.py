@@ -289,3 +289,21 @@ def test_mismatched_last_dimension_after_build_raises():
     layer(tf.zeros([2, 4]))
     with pytest.raises(ValueError, match="expected axis -1"):
         layer(tf.zeros([2, 5]))
+
+
+def test_integer_inputs_raise_a_clear_type_error():
+    with pytest.raises(TypeError, match="inputs.*floating-point.*int32"):
+        DenseMNF(2)(tf.ones([2, 3], tf.int32))
+
+
+def test_mixed_precision_policy_computes_in_float32_and_returns_float16():
+    tf_keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        layer = DenseMNF(3, seed=0)
+        out = layer(tf.ones([4, 5], tf.float16))
+    finally:
+        tf_keras.mixed_precision.set_global_policy("float32")
+    assert out.dtype == tf.float16
+    assert layer.kernel_mean.dtype == tf.float32
+    assert layer.losses[0].dtype == tf.float32
+    assert np.all(np.isfinite(out.numpy())) and np.isfinite(layer.losses[0].numpy())

@@ -128,4 +128,5 @@ def _kl_mnf_normal(q: MNFKernelPosterior, p: tfd.Independent, name: str | None =
         )
     with tf.name_scope(name or "kl_mnf_normal"):
         seed = q.kl_seed if q.kl_seed is not None else _fresh_seed()
-        return q.posterior.kl_bound(prior.mean(), prior.variance(), seed)
+        # loc and scale as stored (not mean()/variance()): no broadcast copies of the kernel.
+        return q.posterior.kl_bound(prior.loc, tf.square(prior.scale), seed)

@@ -100,26 +100,31 @@ class MNFPosterior:
         return self.q_flow.bijector.forward(self.q0_mean[tf.newaxis])[0]
 
     def kl_weights_given_z(
-        self, z: tf.Tensor, prior_mean: tf.Tensor, prior_var: tf.Tensor
+        self,
+        mean: tf.Tensor,
+        log_std: tf.Tensor,
+        var: tf.Tensor,
+        prior_mean: tf.Tensor,
+        prior_var: tf.Tensor,
     ) -> tf.Tensor:
         """KL(q(W | z) || p(W)) summed over the kernel, for a Gaussian prior (eq. 15, first term).
 
         sum_ij [1/2 log v_p - log sigma_ij + (sigma_ij^2 + (z_i M_ij - m_p)^2) / (2 v_p) - 1/2]
 
         Args:
-          z: `[Z]` noise, or None for a mean-field posterior (z = 1).
+          mean: z * M, the means of q(W | z) (M alone for a mean-field posterior).
+          log_std: the clipped log sigma.
+          var: sigma^2 = exp(2 log_std), passed in so it is computed once per bound.
           prior_mean: prior means, broadcastable to the kernel.
           prior_var: prior variances, broadcastable to the kernel.
 
         Returns:
           A scalar.
         """
-        log_std = self.clipped_log_std()
-        mean = self.kernel_mean if z is None else self.along_z(z) * self.kernel_mean
         return tf.reduce_sum(
             0.5 * tf.math.log(prior_var)
             - log_std
-            + (tf.exp(2.0 * log_std) + tf.square(mean - prior_mean)) / (2.0 * prior_var)
+            + (var + tf.square(mean - prior_mean)) / (2.0 * prior_var)
             - 0.5
         )
 
@@ -136,7 +141,7 @@ class MNFPosterior:
         log_det = self.q_flow.bijector.forward_log_det_jacobian(z0, event_ndims=1)
         return entropy_term - tf.reduce_sum(log_det)
 
-    def log_r_z(self, z: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    def log_r_z(self, z: tf.Tensor, mean: tf.Tensor, var: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         """log r(z_T | W) of the auxiliary inverse model, W drawn by local reparameterization.
 
         a = act(c^T W) is sampled with mean c^T (z * M) and variance (c^2)^T sigma^2, reducing
@@ -145,14 +150,14 @@ class MNFPosterior:
 
         Args:
           z: `[Z]` the sample z_T.
+          mean: z_T * M, the means of q(W | z_T).
+          var: sigma^2, the variances of q(W | z_T).
           seed: `[2]` seed of the noise that samples a.
 
         Returns:
           A scalar.
         """
         c = self.along_z(self.r_c)
-        mean = self.along_z(z) * self.kernel_mean
-        var = tf.exp(2.0 * self.clipped_log_std())
         a_mean = tf.reduce_sum(c * mean, axis=self.z_axis)
         a_var = tf.reduce_sum(tf.square(c) * var, axis=self.z_axis)
         eps = tf.random.stateless_normal(tf.shape(a_mean), seed=seed, dtype=a_mean.dtype)
@@ -181,13 +186,16 @@ class MNFPosterior:
         Returns:
           A scalar.
         """
+        log_std = self.clipped_log_std()
+        var = tf.exp(2.0 * log_std)
         if not self.use_z:
-            return self.kl_weights_given_z(None, prior_mean, prior_var)
+            return self.kl_weights_given_z(self.kernel_mean, log_std, var, prior_mean, prior_var)
         z_seed, r_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         z0 = self.sample_z0(1, z_seed)
         z = self.q_flow.bijector.forward(z0)[0]
+        mean = self.along_z(z) * self.kernel_mean
         return (
-            self.kl_weights_given_z(z, prior_mean, prior_var)
+            self.kl_weights_given_z(mean, log_std, var, prior_mean, prior_var)
             + self.log_q_z(z0)
-            - self.log_r_z(z, r_seed)
+            - self.log_r_z(z, mean, var, r_seed)
         )

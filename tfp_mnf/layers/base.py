@@ -8,6 +8,7 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
+from tf_keras.src.mixed_precision.autocast_variable import enable_auto_cast_variables
 
 from tfp_mnf.bijectors import FLOW_KINDS, make_flow
 from tfp_mnf.distributions import MNFKernelPosterior
@@ -22,6 +23,11 @@ from tfp_mnf.posterior import MNFPosterior
 tfd = tfp.distributions
 
 _SEED_RANGE = 2**31 - 1
+
+
+def variables_in_their_own_dtype() -> Any:
+    """A scope in which mixed-precision (auto-cast) variables read as their own dtype."""
+    return enable_auto_cast_variables(None)
 
 
 class MNFLayer(tf_keras.layers.Layer):
@@ -179,6 +185,7 @@ class MNFLayer(tf_keras.layers.Layer):
             seeds = (
                 (None, None) if self.seed is None else (self.seed * 1009 + 8, self.seed * 1009 + 9)
             )
+            # The flows compute in the variable dtype (float32 under mixed precision).
             self.q_flow = q_flow = make_flow(
                 self.q_flow_kind,
                 self.num_q_flows,
@@ -186,6 +193,7 @@ class MNFLayer(tf_keras.layers.Layer):
                 self.flow_hidden_units,
                 seeds[0],
                 name="q_flow",
+                dtype=self.dtype,
             )
             self.r_flow = r_flow = make_flow(
                 self.r_flow_kind,
@@ -194,6 +202,7 @@ class MNFLayer(tf_keras.layers.Layer):
                 self.flow_hidden_units,
                 seeds[1],
                 name="r_flow",
+                dtype=self.dtype,
             )
             for flow in (q_flow, r_flow):
                 with tf.name_scope(flow.name):
@@ -228,10 +237,8 @@ class MNFLayer(tf_keras.layers.Layer):
         """The prior over the kernel: independent N(0, v_p), v_p per entry of z."""
         self._require_built("kernel_prior")
         scale = tf.exp(0.5 * self.posterior.along_z(self.kernel_prior_log_var))
-        scale = tf.broadcast_to(scale, self.kernel_mean.shape)
-        return tfd.Independent(
-            tfd.Normal(tf.zeros_like(scale), scale), reinterpreted_batch_ndims=scale.shape.rank
-        )
+        loc = tf.zeros(self.kernel_mean.shape, scale.dtype)
+        return tfd.Independent(tfd.Normal(loc, scale), reinterpreted_batch_ndims=loc.shape.rank)
 
     def _bias_variance(self) -> tf.Tensor:
         """sigma_b^2 = exp(bias_log_var), clipped at max_std^2 like the kernel's variances."""
@@ -281,7 +288,10 @@ class MNFLayer(tf_keras.layers.Layer):
         """Applies the layer.
 
         Args:
-          inputs: the input tensor.
+          inputs: a floating-point tensor. The outputs are computed in the layer's compute
+            dtype; the posterior maths (z, flows, KL) runs in the variable dtype, float32
+            under a mixed-precision policy. NaNs
+            propagate to the outputs of the affected examples, as in Keras' Dense.
           training: unused (the layer samples whenever `sample` is true), kept for Keras.
           sample: True draws a posterior predictive sample (local reparameterization with
             fresh z and weight noise) and adds the divergences to `losses`; False returns the
@@ -291,23 +301,33 @@ class MNFLayer(tf_keras.layers.Layer):
         Returns:
           The activations.
         """
-        inputs = tf.convert_to_tensor(inputs, dtype=self.compute_dtype)
+        inputs = tf.convert_to_tensor(inputs)
+        if not inputs.dtype.is_floating:
+            raise TypeError(
+                f"{self.name}: `inputs` must be a floating-point tensor, got dtype "
+                f"{inputs.dtype.name}; cast it, e.g. `tf.cast(x, tf.float32) / 255.0`."
+            )
+        inputs = tf.cast(inputs, self.compute_dtype)
         if sample is None:
             sample = self.sample_by_default
+        batch = tf.shape(inputs)[0]
         if sample:
             z_seed, eps_seed, kl_seed = tf.unstack(
                 tf.random.experimental.stateless_split(self._call_seed(), 3)
             )
-            batch = tf.shape(inputs)[0]
-            if self.use_z:
-                z = tf.cast(self.posterior.sample_z(batch, z_seed), inputs.dtype)
-            else:
-                z = tf.ones([batch, self.posterior.z_size], inputs.dtype)
-            outputs = self._sample_outputs(inputs, z, eps_seed)
-            self._add_divergences(kl_seed)
+            with variables_in_their_own_dtype():
+                z = self.posterior.sample_z(batch, z_seed) if self.use_z else None
+                self._add_divergences(kl_seed)
         else:
-            z = self.posterior.mean_z() if self.use_z else tf.ones([self.posterior.z_size])
-            outputs = self._mean_outputs(inputs, tf.cast(z, inputs.dtype))
+            with variables_in_their_own_dtype():
+                z = self.posterior.mean_z() if self.use_z else None
+        if z is None:
+            z = tf.ones([batch, self.posterior.z_size] if sample else [self.posterior.z_size])
+        z = tf.cast(z, self.compute_dtype)
+        if sample:
+            outputs = self._sample_outputs(inputs, z, eps_seed)
+        else:
+            outputs = self._mean_outputs(inputs, z)
         return outputs if self.activation is None else self.activation(outputs)
 
     def _add_divergences(self, seed: tf.Tensor) -> None:
