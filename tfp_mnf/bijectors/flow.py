@@ -9,6 +9,7 @@ References:
 """
 
 import numbers
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -171,6 +172,7 @@ def make_flow(
     hidden_units: int = 50,
     seed: int | None = None,
     name: str | None = None,
+    dtype: Any = None,
 ) -> Flow:
     """Creates an unbuilt `Flow` of `num_layers` steps of `kind` (see `Flow`).
 
@@ -181,8 +183,11 @@ def make_flow(
       hidden_units: hidden width of the RealNVP / MADE networks, >= 1.
       seed: non-negative integer seed of all initializers, or None.
       name: name of the Keras layer.
+      dtype: dtype or dtype policy of the Keras layer (None: the global policy).
 
     Returns:
       A `Flow` layer; call `flow.build((None, event_size))` before using `flow.bijector`.
     """
-    return Flow(kind, num_layers, event_size, hidden_units=hidden_units, seed=seed, name=name)
+    return Flow(
+        kind, num_layers, event_size, hidden_units=hidden_units, seed=seed, name=name, dtype=dtype
+    )
