@@ -18,15 +18,17 @@ if ! command -v bazel >/dev/null 2>&1; then
   fi
   echo "== installing bazel-bootstrap (Debian's Bazel 4.2)"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq bazel-bootstrap
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bazel-bootstrap
 fi
 
 echo "== configuring against the TensorFlow of ${python}"
 python_bin="$("$python" -c 'import sys; print(sys.executable)')"
 "$python_bin" -c 'import tensorflow as tf; print("tensorflow", tf.__version__,
   "\n  headers:", tf.sysconfig.get_include(), "\n  library:", tf.sysconfig.get_lib())' \
-  2>/dev/null
-printf 'build --repo_env=PYTHON_BIN_PATH=%s\n' "$python_bin" > .tf_configure.bazelrc
+  2>/dev/null || { echo "error: ${python_bin} cannot import tensorflow" >&2; exit 1; }
+for command in build fetch query sync; do
+  printf '%s --repo_env=PYTHON_BIN_PATH=%s\n' "$command" "$python_bin"
+done > .tf_configure.bazelrc
 bazel sync --configure
 
 echo "== building and testing with Bazel"
@@ -37,5 +39,7 @@ library="$(pwd)/bazel-bin/_mnf_ops.so"
 if [ -f tests/test_ops.py ]; then
   echo "== op tests against ${library}"
   TFP_MNF_OPS_LIBRARY="$library" "$python_bin" -m pytest tests/test_ops.py -q
+else
+  echo "== tests/test_ops.py not found: op tests against the Bazel library skipped"
 fi
 echo "== OK: ${library}"
