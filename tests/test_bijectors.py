@@ -200,6 +200,21 @@ def test_planar_inverse_of_arbitrary_points(event_size):
         )
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_planar_inverse_converges_on_a_dense_grid_of_hard_cases(dtype):
+    # Along w = e_1 the inverse solves alpha + c tanh(alpha + b) = y_1; with a steep
+    # tanh (large c = w^T u_hat) plain Newton steps cycle between the two branches.
+    targets = np.linspace(-30.0, 30.0, 3001)
+    y = np.stack([targets, np.ones_like(targets)], axis=-1).astype(dtype)
+    for wu in (-5.0, 0.0, 0.5, 2.0, 7.7, 20.0, 1e3):
+        # Round-off alone: forward(x) has slope up to 1 + c, x itself error ~ c ulp(30).
+        atol = 8 * np.finfo(dtype).eps * 30 * (1 + abs(wu)) ** 2
+        for b in (0.0, 0.0895, -1.0):
+            bijector = _planar([wu, 3.0], [1.0, 0.0], b, dtype=dtype)
+            x = bijector.inverse(tf.constant(y)).numpy()
+            np.testing.assert_allclose(bijector.forward(tf.constant(x)).numpy(), y, atol=atol)
+
+
 def test_planar_inverse_gradients_match_the_implicit_function():
     rng = np.random.default_rng(4)
     u, w, b = rng.normal(size=3), rng.normal(size=3), 0.2

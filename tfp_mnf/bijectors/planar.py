@@ -39,11 +39,13 @@ class Planar(tfp.bijectors.Bijector):
 
     which is monotone (`g' = 1 + (w^T u_hat)(1 - tanh^2) >= 0`) and bracketed by
     `w^T y -+ |w^T u_hat|`. It is solved element-wise by Newton steps safeguarded with
-    bisection until the step is below a relative tolerance of a few ulps (at most
-    `MAX_INVERSE_ITERATIONS` iterations), then `z = y - u_hat tanh(alpha + b)`. The solve
-    runs without gradient; one final Newton step carries the implicit-function gradient, so
-    `inverse` (and hence `TransformedDistribution.log_prob`) is differentiable and works for
-    any input, not only cached samples of `forward`.
+    bisection (a Newton step is taken only if it stays strictly inside the bracket and at
+    least halves the previous step) until the Newton step or the bracket is below a relative
+    tolerance of a few ulps (at most `MAX_INVERSE_ITERATIONS` iterations); then
+    `z = y - u_hat tanh(alpha + b)`.
+    The solve runs without gradient; one final Newton step carries the implicit-function
+    gradient, so `inverse` (and hence `TransformedDistribution.log_prob`) is differentiable
+    and works for any input, not only cached samples of `forward`.
 
     `u` and `w` are vectors of the event size and `b` a scalar (no parameter batch shape).
 
@@ -53,7 +55,7 @@ class Planar(tfp.bijectors.Bijector):
          Flows. ICML 2015. https://arxiv.org/abs/1505.05770
     """
 
-    MAX_INVERSE_ITERATIONS = 100
+    MAX_INVERSE_ITERATIONS = 200
 
     def __init__(
         self,
@@ -146,27 +148,30 @@ class Planar(tfp.bijectors.Bijector):
             t = tf.tanh(alpha + b)
             return alpha + wu_hat * t - target, 1.0 + wu_hat * (1.0 - tf.square(t))
 
-        def body(i: tf.Tensor, alpha: tf.Tensor, lo: tf.Tensor, hi: tf.Tensor, _: tf.Tensor):
+        def body(i, alpha, lo, hi, last_step, _):  # noqa: ANN001, ANN202
             g, dg = residual(alpha)
             lo = tf.where(g < 0.0, alpha, lo)
             hi = tf.where(g > 0.0, alpha, hi)
-            newton = alpha - g / tf.maximum(dg, tiny)
-            inside = (newton >= lo) & (newton <= hi)
-            new_alpha = tf.where(inside, newton, 0.5 * (lo + hi))
+            newton_step = g / tf.maximum(dg, tiny)
+            newton = alpha - newton_step
+            # Newton only if it lands strictly inside the bracket and at least halves the
+            # step (else it can cycle across the steep part of tanh); bisection otherwise.
+            use_newton = (newton > lo) & (newton < hi) & (tf.abs(newton_step) <= 0.5 * last_step)
+            new_alpha = tf.where(use_newton, newton, 0.5 * (lo + hi))
+            small = tol * (1.0 + tf.abs(new_alpha))
             converged = tf.reduce_all(
-                (tf.abs(new_alpha - alpha) <= tol * (1.0 + tf.abs(alpha))) | (g == 0.0)
+                (g == 0.0) | (hi - lo <= small) | (use_newton & (tf.abs(newton_step) <= small))
             )
-            return i + 1, new_alpha, lo, hi, converged
+            return i + 1, new_alpha, lo, hi, tf.abs(new_alpha - alpha), converged
 
-        def cond(i: tf.Tensor, alpha: tf.Tensor, lo: tf.Tensor, hi: tf.Tensor, done: tf.Tensor):
+        def cond(i, alpha, lo, hi, last_step, done):  # noqa: ANN001, ANN202
             return (i < self.MAX_INVERSE_ITERATIONS) & tf.logical_not(done)
 
         target_sg = tf.stop_gradient(target)
         radius = tf.stop_gradient(tf.abs(wu_hat))
-        _, alpha, _, _, _ = tf.while_loop(
-            cond,
-            body,
-            (tf.constant(0), target_sg, target_sg - radius, target_sg + radius, tf.constant(False)),
+        lo, hi = target_sg - radius, target_sg + radius
+        _, alpha, _, _, _, _ = tf.while_loop(
+            cond, body, (tf.constant(0), target_sg, lo, hi, hi - lo, tf.constant(False))
         )
         alpha = tf.stop_gradient(alpha)
         g, dg = residual(alpha)
