@@ -39,7 +39,7 @@ flags.DEFINE_enum("dataset", "mnist", ["mnist", "fashion_mnist"], "In-distributi
 flags.DEFINE_string("ood_dir", None, "Folder of notMNIST t10k IDX files (out of distribution).")
 flags.DEFINE_bool("fake_data", False, "Train on synthetic images instead (smoke test).")
 flags.DEFINE_integer("num_train", None, "Use only the first N training images.")
-flags.DEFINE_integer("num_test", None, "Use only the first N test (and OOD) images.")
+flags.DEFINE_integer("num_test", None, "Use only the first N test images.")
 flags.DEFINE_integer("epochs", 10, "Training epochs.")
 flags.DEFINE_integer("batch_size", 100, "Batch size.")
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
@@ -53,6 +53,7 @@ flags.DEFINE_float("kernel_log_std_init", None, "MNF weight log-std init (None: 
 flags.DEFINE_float("z_log_var_init", None, "MNF q(z0) log-variance init (None: layer default).")
 flags.DEFINE_integer("num_monte_carlo", 20, "Posterior samples per test input.")
 flags.DEFINE_integer("num_bins", 15, "Bins of the expected calibration error.")
+flags.DEFINE_integer("eval_batch_size", 1000, "Inputs per Monte Carlo forward pass.")
 flags.DEFINE_bool("compare_flipout", False, "Also train a tfp.layers Flipout LeNet.")
 flags.DEFINE_string("model_dir", "/tmp/mnist_lenet", "Where weights, metrics and figures go.")
 flags.DEFINE_bool("eval_only", False, "Load the models saved in --model_dir instead of training.")
@@ -116,17 +117,13 @@ def load_data():
     else:
         train = data.load_image_dataset(FLAGS.dataset, "train", FLAGS.data_dir)
         test = data.load_image_dataset(FLAGS.dataset, "test", FLAGS.data_dir)
+    (x_train, y_train), (x_test, y_test) = train, test
+    x_test, y_test = x_test[: FLAGS.num_test], y_test[: FLAGS.num_test]
     x_ood = None
     if FLAGS.ood_dir:
-        x_ood = data.load_image_dataset("notmnist", "test", FLAGS.ood_dir)[0][: FLAGS.num_test]
-    (x_train, y_train), (x_test, y_test) = train, test
-    return (
-        x_train[: FLAGS.num_train],
-        y_train[: FLAGS.num_train],
-        x_test[: FLAGS.num_test],
-        y_test[: FLAGS.num_test],
-        x_ood,
-    )
+        # As many out-of-distribution images as test images: a balanced AUROC.
+        x_ood = data.load_image_dataset("notmnist", "test", FLAGS.ood_dir)[0][: len(x_test)]
+    return x_train[: FLAGS.num_train], y_train[: FLAGS.num_train], x_test, y_test, x_ood
 
 
 def build_models(architecture, input_shape, num_train):
@@ -182,13 +179,13 @@ def weights_path(name):
 def score(model, stochastic, x_test, y_test, x_ood):
     """Metrics dict and (in, out) predictive entropies of one model."""
     num_samples = FLAGS.num_monte_carlo if stochastic else 1
-    samples = evaluate.predictive_probs(model, x_test, num_samples)
+    samples = evaluate.predictive_probs(model, x_test, num_samples, FLAGS.eval_batch_size)
     metrics = evaluate.classification_metrics(samples, y_test, FLAGS.num_bins)
     entropy_in = evaluate.predictive_entropy(samples)
     entropy_out = None
     if x_ood is not None:
         entropy_out = evaluate.predictive_entropy(
-            evaluate.predictive_probs(model, x_ood, num_samples)
+            evaluate.predictive_probs(model, x_ood, num_samples, FLAGS.eval_batch_size)
         )
         metrics["ood_mean_entropy"] = float(entropy_out.mean())
         metrics["ood_auroc"] = evaluate.auroc(entropy_in, entropy_out)
