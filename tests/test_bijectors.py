@@ -35,7 +35,8 @@ def _randomized_flow(kind, event_size, dtype="float32", num_layers=3, seed=0):
     Each variable gets N(0, 0.5^2) noise and is then projected by its constraint, exactly as
     a tf_keras optimizer step does (this keeps MADE's autoregressive masks).
     """
-    with _global_policy(dtype):  # TFP's MADE has a layer that takes the global dtype
+    with _global_policy(dtype or tf_keras.mixed_precision.global_policy()):
+        # (TFP's MADE has a layer that takes the global dtype policy.)
         flow = Flow(kind, num_layers, event_size, hidden_units=8, seed=seed, dtype=dtype)
         flow.build((None, event_size))
     rng = np.random.default_rng(seed)
@@ -100,6 +101,19 @@ def test_forward_compiles_with_xla(kind):
         flow.bijector.forward_log_det_jacobian(x, event_ndims=1).numpy(),
         atol=1e-4,
     )
+
+
+@pytest.mark.parametrize("kind", FLOW_KINDS)
+def test_flows_compute_in_float32_under_mixed_precision(kind):
+    with _global_policy("mixed_float16"):
+        flow = _randomized_flow(kind, 3, dtype=None)
+    x = _points(3)
+    assert all(v.dtype == tf.float32 for v in flow.weights)
+    np.testing.assert_allclose(
+        flow.bijector.inverse(flow.bijector.forward(x).numpy()).numpy(), x, atol=1e-4
+    )
+    assert flow(x).dtype == tf.float32
+    assert flow.bijector.forward_log_det_jacobian(x, event_ndims=1).dtype == tf.float32
 
 
 def test_maf_runs_in_graph_mode():

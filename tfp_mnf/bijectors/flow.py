@@ -57,6 +57,8 @@ class Flow(tf_keras.layers.Layer):
 
     Use: `flow.build((None, event_size))` creates every variable; then `flow.bijector` is a
     `tfb.Bijector` (event_ndims = 1) built on those variables and `flow(z)` its forward.
+    The flow computes in its variable dtype (float32 also under a `mixed_float16` policy):
+    feed `flow.bijector` tensors of that dtype; `flow(z)` casts `z` to it.
 
     Args:
       kind: one of `FLOW_KINDS`.
@@ -88,6 +90,7 @@ class Flow(tf_keras.layers.Layer):
         hidden_units = _check_int("hidden_units", hidden_units, 1)
         if seed is not None:
             seed = _check_int("seed", seed, 0)
+        kwargs.setdefault("autocast", False)  # flows compute in the variable dtype
         super().__init__(**kwargs)
         self.kind = kind
         self.num_layers = num_layers
@@ -111,7 +114,7 @@ class Flow(tf_keras.layers.Layer):
         common = dict(
             event_size=self.event_size,
             seed=initializers.derive_seed(self.seed, index),
-            dtype=self.dtype_policy,
+            dtype=self.dtype,
             name=f"{self.name}_{index}",
         )
         if self.kind == "planar":
@@ -149,7 +152,7 @@ class Flow(tf_keras.layers.Layer):
         return tfb.Chain(bijectors[::-1])  # Chain applies its last bijector first.
 
     def call(self, z: tf.Tensor) -> tf.Tensor:
-        return self.bijector.forward(z)
+        return self.bijector.forward(tf.cast(z, self.dtype))
 
     def compute_output_shape(self, input_shape: tf.TensorShape) -> tf.TensorShape:
         return tf.TensorShape(input_shape)

@@ -123,13 +123,13 @@ class CouplingStep(FlowStep):
             self.hidden_units,
             activation="tanh",
             kernel_initializer=initializers.glorot(self._seed(0)),
-            dtype=self.dtype_policy,
+            dtype=self.dtype,
             name="hidden",
         )
         self._output_layer = tf_keras.layers.Dense(
             2 * (self.event_size - num_masked),
             kernel_initializer=initializers.small(self._seed(1)),
-            dtype=self.dtype_policy,
+            dtype=self.dtype,
             name="shift_and_log_scale",
         )
         with tf.name_scope(self._hidden_layer.name):
@@ -199,7 +199,7 @@ class AutoregressiveStep(FlowStep):
             kernel_initializer=initializers.InitializerSequence(
                 [initializers.glorot(self._seed(0)), initializers.small(self._seed(1))]
             ),
-            dtype=self.dtype_policy,
+            dtype=self.dtype,
             name="made",
         )
         with tf.name_scope(self._made.name):
