@@ -41,9 +41,6 @@ class FlowStep(tf_keras.layers.Layer):
     def _seed(self, index: int) -> int | None:
         return initializers.derive_seed(self.seed, index)
 
-    def call(self, z: tf.Tensor) -> tf.Tensor:
-        return self.bijector.forward(z)
-
     def get_config(self) -> dict:
         return {**super().get_config(), "event_size": self.event_size, "seed": self.seed}
 
