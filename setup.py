@@ -1,6 +1,101 @@
-"""Installs tfp_mnf and compiles its custom TensorFlow ops against the installed TensorFlow."""
+"""Installs tfp_mnf and compiles its custom TensorFlow ops against the installed TensorFlow.
 
-from setuptools import find_packages, setup
+The fused local-reparameterization ops of `csrc/` are built into `tfp_mnf/ops/_mnf_ops.so`
+with the compile and link flags of `tf.sysconfig` (C++17, -D_GLIBCXX_USE_CXX11_ABI=1). When
+`nvcc` is on the PATH and TensorFlow is a CUDA build, the CUDA kernels (`csrc/cuda/*.cu.cc`)
+are compiled with nvcc and linked in (CUDA runtime linked statically, so the library still
+loads on machines without a GPU); otherwise they are skipped with a message. The TensorFlow
+version and whether CUDA kernels are in are written to `_mnf_ops.json` next to the library,
+so that a stale library is detected at import. Set TFP_MNF_CXXFLAGS to override `-O3
+-march=native` (e.g. for portable wheels).
+"""
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from setuptools import Extension, find_packages, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = Path(__file__).resolve().parent
+CSRC = ROOT / "csrc"
+OPS_LIBRARY = "tfp_mnf.ops._mnf_ops"
+CUDA_ARCHS = ["sm_75", "sm_80", "sm_90"]
+CUDA_HOME = Path(os.environ.get("CUDA_HOME", "/usr/local/cuda"))
+
+
+def _run(cmd: list[str]) -> None:
+    print(" ".join(shlex.quote(c) for c in cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+class BuildOps(build_ext):
+    """Compiles the op library with the installed TensorFlow's flags (no Python extension)."""
+
+    def get_ext_filename(self, ext_name: str) -> str:
+        # Called with the full dotted name and with its last component alone.
+        if OPS_LIBRARY.endswith(ext_name):
+            return os.path.join(*ext_name.split(".")) + ".so"
+        return super().get_ext_filename(ext_name)
+
+    def copy_extensions_to_source(self) -> None:
+        """Editable installs: also copies the library's metadata next to the in-tree .so."""
+        super().copy_extensions_to_source()
+        package_dir = self.get_finalized_command("build_py").get_package_dir("tfp_mnf.ops")
+        built = Path(self.build_lib, "tfp_mnf", "ops", "_mnf_ops.json")
+        self.copy_file(str(built), str(Path(package_dir, built.name)))
+
+    def build_extension(self, ext: Extension) -> None:
+        if ext.name != OPS_LIBRARY:
+            super().build_extension(ext)
+            return
+        import tensorflow as tf
+
+        start = time.perf_counter()
+        target = Path(self.get_ext_fullpath(ext.name))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        cxx = os.environ.get("CXX", "g++")
+        opt = shlex.split(os.environ.get("TFP_MNF_CXXFLAGS", "-O3 -march=native"))
+        cflags = [*tf.sysconfig.get_compile_flags(), "-fPIC", "-Wno-deprecated-declarations",
+                  f"-I{CSRC}", *opt]
+        with tempfile.TemporaryDirectory() as tmp:
+            jobs = [[cxx, "-c", str(src), "-o", f"{tmp}/{src.stem}.o", *cflags]
+                    for src in sorted(CSRC.glob("*.cc"))]
+            cuda = self._cuda_jobs(tf, tmp, cflags)
+            jobs += cuda
+            with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
+                list(pool.map(_run, jobs))
+            objects = [job[job.index("-o") + 1] for job in jobs]
+            cuda_libs = [f"-L{CUDA_HOME}/lib64", "-lcudart_static", "-ldl", "-lrt"] if cuda else []
+            _run([cxx, "-shared", *objects, "-o", str(target), *tf.sysconfig.get_link_flags(),
+                  *cuda_libs])
+        target.with_suffix(".json").write_text(
+            json.dumps({"tf_version": tf.__version__, "cuda": bool(cuda)}))
+        print(f"tfp_mnf: built {target} in {time.perf_counter() - start:.1f} s", flush=True)
+
+    @staticmethod
+    def _cuda_jobs(tf: object, tmp: str, cflags: list[str]) -> list[list[str]]:
+        """nvcc jobs for csrc/cuda/*.cu.cc plus the GPU kernel registrations, or []."""
+        nvcc = shutil.which("nvcc")
+        if nvcc is None or not tf.test.is_built_with_cuda():
+            print("tfp_mnf: nvcc or a CUDA build of TensorFlow not found, CUDA kernels skipped",
+                  flush=True)
+            return []
+        gencode = [f"-gencode=arch=compute_{a[3:]},code={a}" for a in CUDA_ARCHS]
+        jobs = [[nvcc, "-c", str(src), "-o", f"{tmp}/{src.name}.o", "-x", "cu", "-std=c++17",
+                 "-O3", "-Xcompiler", "-fPIC", f"-I{CSRC}", *gencode]
+                for src in sorted((CSRC / "cuda").glob("*.cu.cc"))]
+        jobs += [[os.environ.get("CXX", "g++"), "-c", str(src), "-o", f"{tmp}/{src.stem}.o",
+                  *cflags, "-DGOOGLE_CUDA=1", f"-I{CUDA_HOME}/include"]
+                 for src in sorted((CSRC / "cuda").glob("*_gpu.cc"))]
+        return jobs
+
 
 setup(
     name="tfp-mnf",
@@ -10,6 +105,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["tfp_mnf", "tfp_mnf.*"]),
+    ext_modules=[Extension(OPS_LIBRARY, sources=[])],
+    cmdclass={"build_ext": BuildOps},
     install_requires=[
         "tensorflow~=2.21.0",
         "tensorflow-probability~=0.25.0",

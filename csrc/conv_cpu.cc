@@ -17,32 +17,8 @@ using tensorflow::OpKernel;
 using tensorflow::OpKernelConstruction;
 using tensorflow::OpKernelContext;
 using tensorflow::Tensor;
-using tensorflow::TensorShape;
 using CPUDevice = Eigen::ThreadPoolDevice;
 using Index = Eigen::DenseIndex;
-
-// The validated (mu, var, z, seed) inputs starting at input `first`.
-struct ConvInputs {
-  Tensor mu, var, z;
-  NormalStream stream;
-  int64_t batch = 0, channels = 0, per_example = 0;
-
-  tensorflow::Status Read(OpKernelContext* ctx, int first) {
-    mu = ctx->input(first);
-    var = ctx->input(first + 1);
-    z = ctx->input(first + 2);
-    if (mu.dims() < 2) {
-      return tensorflow::errors::InvalidArgument("mu must be rank >= 2 [batch, ..., channels], got ",
-                                                 mu.shape().DebugString());
-    }
-    batch = mu.dim_size(0);
-    channels = mu.dim_size(mu.dims() - 1);
-    per_example = batch == 0 ? 0 : mu.NumElements() / batch;
-    TF_RETURN_IF_ERROR(CheckShape("var", var, mu.shape()));
-    TF_RETURN_IF_ERROR(CheckShape("z", z, TensorShape({batch, channels})));
-    return StreamFromSeedTensor(ctx->input(first + 3), &stream);
-  }
-};
 
 template <typename T>
 class ConvEpilogueOp : public OpKernel {
@@ -71,10 +47,17 @@ class ConvEpilogueOp : public OpKernel {
             const int64_t first = chunk * kChunk;
             const int64_t count = std::min<int64_t>(kChunk, n - first);
             FillNormal<T>(in.stream, first, count, eps);
+            int64_t b = first / per_example;
+            int64_t pos = first % per_example;
+            int64_t ch = first % c;
             for (int64_t k = 0; k < count; ++k) {
               const int64_t i = first + k;
-              const T zi = z[(i / per_example) * c + i % c];
-              o[i] = Sample<T>(mu[i] * zi, std::sqrt(var[i]), eps[k]);
+              o[i] = Sample<T>(mu[i] * z[b * c + ch], std::sqrt(var[i]), eps[k]);
+              if (++ch == c) ch = 0;
+              if (++pos == per_example) {
+                pos = 0;
+                ++b;
+              }
             }
           }
         });
@@ -117,9 +100,10 @@ class ConvEpilogueGradOp : public OpKernel {
               const int64_t first = b * per_example + off;
               const int64_t count = std::min<int64_t>(kChunk, per_example - off);
               FillNormal<T>(in.stream, first, count, eps);
-              for (int64_t k = 0; k < count; ++k) {
+              int64_t ch = off % c;
+              for (int64_t k = 0; k < count; ++k, ++ch) {
+                if (ch == c) ch = 0;
                 const int64_t i = first + k;
-                const int64_t ch = i % c;
                 dmu_p[i] = g[i] * zb[ch];
                 dvar_p[i] = VarGrad<T>(g[i], std::sqrt(var[i]), eps[k]);
                 dzb[ch] += g[i] * mu[i];

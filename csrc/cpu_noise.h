@@ -22,7 +22,8 @@ void FillNormal(const NormalStream& s, int64_t first, int64_t count, T* eps) {
   constexpr int kPairsPerBlock = NormalTraits<T>::kGroup / 2;
   alignas(64) T u[kChunk / 2 + 1];
   alignas(64) T angle[kChunk / 2 + 1];
-  alignas(64) T pairs[kChunk + 2];
+  alignas(64) T sin_part[kChunk / 2 + 1];
+  alignas(64) T cos_part[kChunk / 2 + 1];
   const int64_t pair0 = first / 2;
   const int64_t npairs = (first + count - 1) / 2 - pair0 + 1;
   uint64_t block_index = ~uint64_t{0};
@@ -36,14 +37,18 @@ void FillNormal(const NormalStream& s, int64_t first, int64_t count, T* eps) {
     }
     NormalTraits<T>::Pair(block, static_cast<int>(p % kPairsPerBlock), &u[j], &angle[j]);
   }
+  // Box-Muller on contiguous packets, then interleaved: element 2p = sin, 2p + 1 = cos.
   const Eigen::Map<const Array> u_map(u, npairs);
   const Eigen::Map<const Array> angle_map(angle, npairs);
-  const Array radius = (T(-2) * u_map.log()).sqrt();
-  Eigen::Map<Array, 0, Eigen::InnerStride<2>> even(pairs, npairs);
-  Eigen::Map<Array, 0, Eigen::InnerStride<2>> odd(pairs + 1, npairs);
-  even = radius * angle_map.sin();
-  odd = radius * angle_map.cos();
-  std::copy(pairs + (first - 2 * pair0), pairs + (first - 2 * pair0) + count, eps);
+  Eigen::Map<Array> sin_map(sin_part, npairs);
+  Eigen::Map<Array> cos_map(cos_part, npairs);
+  sin_map = (T(-2) * u_map.log()).sqrt();
+  cos_map = sin_map * angle_map.cos();
+  sin_map *= angle_map.sin();
+  for (int64_t k = 0; k < count; ++k) {
+    const int64_t e = first + k - 2 * pair0;
+    eps[k] = (e & 1) ? cos_part[e >> 1] : sin_part[e >> 1];
+  }
 }
 
 }  // namespace mnf

@@ -156,9 +156,10 @@ class DenseLocalReparamOp : public OpKernel {
     ParallelChunks(d, out_shape.num_elements(), 60, [&](int64_t first, int64_t count) {
       alignas(64) T eps[kChunk];
       FillNormal<T>(in.stream, first, count, eps);
-      for (int64_t k = 0; k < count; ++k) {
+      int64_t j = first % n;
+      for (int64_t k = 0; k < count; ++k, ++j) {
+        if (j == n) j = 0;
         const int64_t i = first + k;
-        const int64_t j = i % n;
         const T std = std::sqrt(var_p[i] + bv(j));
         var_p[i] = std;
         mu_p[i] = Sample<T>(mu_p[i] + b[j], std, eps[k]);

@@ -8,6 +8,7 @@
 #include "local_reparam_math.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
+#include "tensorflow/core/framework/tensor_shape.h"
 
 namespace mnf {
 
@@ -37,6 +38,29 @@ inline tensorflow::Status CheckShape(const char* name, const tensorflow::Tensor&
   }
   return tensorflow::OkStatus();
 }
+
+// The validated (mu, var, z, seed) inputs starting at input `first`.
+struct ConvInputs {
+  tensorflow::Tensor mu, var, z;
+  NormalStream stream;
+  int64_t batch = 0, channels = 0, per_example = 0;
+
+  tensorflow::Status Read(tensorflow::OpKernelContext* ctx, int first) {
+    mu = ctx->input(first);
+    var = ctx->input(first + 1);
+    z = ctx->input(first + 2);
+    if (mu.dims() < 2) {
+      return tensorflow::errors::InvalidArgument("mu must be rank >= 2 [batch, ..., channels], got ",
+                                                 mu.shape().DebugString());
+    }
+    batch = mu.dim_size(0);
+    channels = mu.dim_size(mu.dims() - 1);
+    per_example = batch == 0 ? 0 : mu.NumElements() / batch;
+    TF_RETURN_IF_ERROR(CheckShape("var", var, mu.shape()));
+    TF_RETURN_IF_ERROR(CheckShape("z", z, tensorflow::TensorShape({batch, channels})));
+    return StreamFromSeedTensor(ctx->input(first + 3), &stream);
+  }
+};
 
 }  // namespace mnf
 

@@ -33,8 +33,10 @@ def _stale_reason(library: Path) -> str | None:
         return None
     built_for = json.loads(meta.read_text()).get("tf_version")
     if built_for != tf.__version__:
-        return (f"{library} was built for TensorFlow {built_for}, this is {tf.__version__} "
-                "(rebuild it with `pip install -e .`)")
+        return (
+            f"{library} was built for TensorFlow {built_for}, this is {tf.__version__} "
+            "(rebuild it with `pip install -e .`)"
+        )
     return None
 
 
@@ -48,8 +50,11 @@ def load() -> ModuleType | None:
             return tf.load_op_library(str(library))
         except (tf.errors.NotFoundError, OSError) as err:
             reason = f"loading {library} failed: {err}"
-    warnings.warn(f"tfp_mnf fused ops unavailable, using the composite TensorFlow path: {reason}",
-                  RuntimeWarning, stacklevel=2)
+    warnings.warn(
+        f"tfp_mnf fused ops unavailable, using the composite TensorFlow path: {reason}",
+        RuntimeWarning,
+        stacklevel=2,
+    )
     return None
 
 

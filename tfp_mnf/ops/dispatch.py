@@ -1,7 +1,8 @@
 """Chooses the fused kernel or the composite TensorFlow path for each op call.
 
 Fused when the op library loaded and has a kernel for the device and dtype (float32/float64
-on CPU, float32 on GPU when built with CUDA). Composite inside XLA (`jit_compile=True`), for
+on CPU; on GPU, float32 conv epilogue when built with CUDA; the dense op has no GPU kernel,
+so on GPU it runs composite with cuBLAS GEMMs). Composite inside XLA (`jit_compile=True`), for
 other dtypes (float16, bfloat16), when the library is missing or stale, or when forced with
 the environment variable `TFP_MNF_FORCE_COMPOSITE=1` or `with force_composite():`.
 The choice is made when the op is built (at tracing time inside a `tf.function`).
@@ -57,11 +58,12 @@ def _in_xla() -> bool:
     return control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph())
 
 
-def _use_fused(dtype: tf.DType) -> bool:
+def _use_fused(dtype: tf.DType, has_gpu_kernel: bool) -> bool:
+    """Whether to build the fused op for `dtype`; `has_gpu_kernel`: the op has a CUDA kernel."""
     if not fused_available() or _in_xla():
         return False
     if _gpu_visible():
-        return _library.has_gpu_kernels() and dtype in _GPU_DTYPES
+        return has_gpu_kernel and _library.has_gpu_kernels() and dtype in _GPU_DTYPES
     return dtype in _CPU_DTYPES
 
 
@@ -73,15 +75,18 @@ def _as_tensors(dtype_source: str, **tensors: object) -> dict[str, tf.Tensor]:
         raise TypeError(f"{dtype_source} must be a floating tensor, got {dtype.name}")
     for name, t in converted.items():
         if t.dtype != dtype:
-            raise TypeError(f"{name} must have {dtype_source}'s dtype {dtype.name}, "
-                            f"got {t.dtype.name}")
+            raise TypeError(
+                f"{name} must have {dtype_source}'s dtype {dtype.name}, got {t.dtype.name}"
+            )
     return converted
 
 
 def _as_seed(seed: object) -> tf.Tensor:
     seed = tf.convert_to_tensor(seed)
     if seed.dtype not in (tf.int32, tf.int64):
-        raise TypeError(f"seed must be an int32 or int64 tensor of shape [2], got {seed.dtype.name}")
+        raise TypeError(
+            f"seed must be an int32 or int64 tensor of shape [2], got {seed.dtype.name}"
+        )
     return seed
 
 
@@ -112,9 +117,16 @@ def dense_local_reparam(
     """
     if not max_std > 0:
         raise ValueError(f"max_std must be > 0, got {max_std}")
-    args = _as_tensors("x", x=x, z=z, kernel_mean=kernel_mean, kernel_log_std=kernel_log_std,
-                       bias_mean=bias_mean, bias_log_var=bias_log_var)
-    impl = fused if _use_fused(args["x"].dtype) else composite
+    args = _as_tensors(
+        "x",
+        x=x,
+        z=z,
+        kernel_mean=kernel_mean,
+        kernel_log_std=kernel_log_std,
+        bias_mean=bias_mean,
+        bias_log_var=bias_log_var,
+    )
+    impl = fused if _use_fused(args["x"].dtype, has_gpu_kernel=False) else composite
     return impl.dense_local_reparam(**args, seed=_as_seed(seed), max_std=float(max_std))
 
 
@@ -133,5 +145,5 @@ def conv_local_reparam_epilogue(
       `[B, ..., C]` sampled pre-activations, from the fused kernel or the composite path.
     """
     args = _as_tensors("mu", mu=mu, var=var, z=z)
-    impl = fused if _use_fused(args["mu"].dtype) else composite
+    impl = fused if _use_fused(args["mu"].dtype, has_gpu_kernel=True) else composite
     return impl.conv_local_reparam_epilogue(**args, seed=_as_seed(seed))

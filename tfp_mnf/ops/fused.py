@@ -23,7 +23,8 @@ def dense_local_reparam(
 ) -> tf.Tensor:
     """Fused `composite.dense_local_reparam` (same arguments and result)."""
     out, _ = _library.load().mnf_dense_local_reparam(
-        x, z, kernel_mean, kernel_log_std, bias_mean, bias_log_var, seed, max_std=max_std)
+        x, z, kernel_mean, kernel_log_std, bias_mean, bias_log_var, seed, max_std=max_std
+    )
     return out
 
 
@@ -38,7 +39,8 @@ def conv_local_reparam_epilogue(
 def _dense_grad(op: tf.Operation, grad: tf.Tensor, _grad_stddev: tf.Tensor) -> list:
     """Gradients for x, z, kernel_mean, kernel_log_std, bias_mean, bias_log_var (not seed)."""
     grads = _library.load().mnf_dense_local_reparam_grad(
-        grad, *op.inputs, op.outputs[1], max_std=op.get_attr("max_std"))
+        grad, *op.inputs, op.outputs[1], max_std=op.get_attr("max_std")
+    )
     return [*grads, None]
 
 

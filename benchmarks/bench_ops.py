@@ -1,0 +1,104 @@
+"""Times the fused local-reparameterization ops against the composite TensorFlow path.
+
+Prints one table: median milliseconds of >= 50 timed runs after warm-up, for the fused
+kernels, the composite path in graph mode (`tf.function`) and the composite path under XLA
+(`tf.function(jit_compile=True)`), forward and forward+backward, and the ratio fused /
+composite-graph. Usage: `python benchmarks/bench_ops.py [--runs 50]`.
+"""
+
+import argparse
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from tfp_mnf.ops import composite, fused, fused_available
+
+DENSE_SHAPES = [(128, 800, 500), (128, 500, 10), (512, 1024, 1024)]
+CONV_SHAPES = [(128, 24, 24, 20), (128, 8, 8, 50)]  # MNF-LeNet conv outputs
+MAX_STD = 1.0
+
+
+def _dense_args(b: int, k: int, n: int) -> list:
+    rng = np.random.default_rng(0)
+    arrays = [rng.normal(size=(b, k)), 1 + 0.1 * rng.normal(size=(b, k)),
+              0.05 * rng.normal(size=(k, n)), -4 + 0.1 * rng.normal(size=(k, n)),
+              rng.normal(size=n), -6 + 0.1 * rng.normal(size=n)]
+    return [tf.Variable(a.astype(np.float32)) for a in arrays]
+
+
+def _conv_args(shape: tuple) -> list:
+    rng = np.random.default_rng(0)
+    arrays = [rng.normal(size=shape), rng.uniform(0.01, 1.0, size=shape),
+              1 + 0.1 * rng.normal(size=(shape[0], shape[-1]))]
+    return [tf.Variable(a.astype(np.float32)) for a in arrays]
+
+
+def _functions(op: callable, args: list, extra: dict) -> tuple:
+    seed = tf.constant([1, 2], tf.int64)
+
+    def forward():
+        return op(*args, seed=seed, **extra)
+
+    def forward_backward():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(op(*args, seed=seed, **extra))
+        return tape.gradient(loss, args)
+
+    return forward, forward_backward
+
+
+def _median_ms(fn: callable, runs: int) -> float:
+    for _ in range(5):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        tf.nest.map_structure(lambda t: t.numpy(), fn())
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
+
+
+def _row(name: str, ops: dict, args: list, extra: dict, runs: int) -> str:
+    cells = []
+    for mode in (0, 1):
+        ms = {}
+        for label, (op, jit) in ops.items():
+            fn = _functions(op, args, extra)[mode]
+            ms[label] = _median_ms(tf.function(fn, jit_compile=jit), runs)
+        cells.append(ms)
+    fwd, fb = cells
+    return (f"| {name} | {fwd['fused']:.3f} | {fwd['graph']:.3f} | {fwd['xla']:.3f} | "
+            f"{fwd['fused'] / fwd['graph']:.2f} | {fb['fused']:.3f} | {fb['graph']:.3f} | "
+            f"{fb['xla']:.3f} | {fb['fused'] / fb['graph']:.2f} |")
+
+
+def main() -> None:
+    """Prints the benchmark table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=50)
+    runs = parser.parse_args().runs
+    if not fused_available():
+        raise SystemExit("fused op library not available: build it with `pip install -e .`")
+    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, load {os.getloadavg()}, "
+          f"median of {runs} runs, milliseconds, float32")
+    print("| shape | fwd fused | fwd graph | fwd XLA | fwd ratio | f+b fused | f+b graph | "
+          "f+b XLA | f+b ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    dense_ops = {"fused": (fused.dense_local_reparam, False),
+                 "graph": (composite.dense_local_reparam, False),
+                 "xla": (composite.dense_local_reparam, True)}
+    for b, k, n in DENSE_SHAPES:
+        print(_row(f"dense {b}x{k}x{n}", dense_ops, _dense_args(b, k, n),
+                   {"max_std": MAX_STD}, runs), flush=True)
+    conv_ops = {"fused": (fused.conv_local_reparam_epilogue, False),
+                "graph": (composite.conv_local_reparam_epilogue, False),
+                "xla": (composite.conv_local_reparam_epilogue, True)}
+    for shape in CONV_SHAPES:
+        print(_row(f"conv epilogue {'x'.join(map(str, shape))}", conv_ops, _conv_args(shape),
+                   {}, runs), flush=True)
+
+
+if __name__ == "__main__":
+    main()
