@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-__all__ = ["InitializerSequence", "derive_seed", "glorot", "planar_u_initializer", "small"]
+__all__ = ["derive_seed", "glorot", "planar_u_initializer", "small"]
 
 _SMALL_SCALE = 1e-4  # variance factor of last layers: 1e-2 x Glorot std, near-identity flows
 
@@ -43,39 +43,6 @@ def small(seed: int | None) -> tf_keras.initializers.Initializer:
     return tf_keras.initializers.VarianceScaling(
         scale=_SMALL_SCALE, mode="fan_avg", distribution="uniform", seed=seed
     )
-
-
-class InitializerSequence(tf_keras.initializers.Initializer):
-    """Hands out a different initializer on each call, in order.
-
-    For a layer such as `tfb.AutoregressiveNetwork` that takes one `kernel_initializer` and
-    calls it once per Dense layer, input to output: each kernel then gets its own seeded
-    instance (and the output layer a small one).
-
-    Args:
-      initializers: one initializer instance per expected call.
-    """
-
-    def __init__(self, initializers: list[tf_keras.initializers.Initializer]) -> None:
-        self._initializers = list(initializers)
-        self._calls = 0
-
-    def __call__(self, shape, dtype=None, **kwargs):  # noqa: ANN001, ANN204
-        if self._calls >= len(self._initializers):
-            raise RuntimeError(
-                f"InitializerSequence called {self._calls + 1} times, but holds only "
-                f"{len(self._initializers)} initializers."
-            )
-        initializer = self._initializers[self._calls]
-        self._calls += 1
-        return initializer(shape, dtype=dtype, **kwargs)
-
-    def get_config(self) -> dict:
-        return {"initializers": [tf_keras.initializers.serialize(i) for i in self._initializers]}
-
-    @classmethod
-    def from_config(cls, config: dict) -> "InitializerSequence":
-        return cls([tf_keras.initializers.deserialize(i) for i in config["initializers"]])
 
 
 def planar_u_initializer(w: tf.Variable, seed: int | None) -> object:

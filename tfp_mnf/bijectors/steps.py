@@ -12,6 +12,7 @@ import tensorflow_probability as tfp
 import tf_keras
 
 from tfp_mnf.bijectors import initializers
+from tfp_mnf.bijectors.made import MADE
 from tfp_mnf.bijectors.planar import Planar
 
 tfb = tfp.bijectors
@@ -150,7 +151,7 @@ class CouplingStep(FlowStep):
 
 
 class AutoregressiveStep(FlowStep):
-    """A masked autoregressive affine step on a MADE (`tfb.AutoregressiveNetwork`).
+    """A masked autoregressive affine step on a MADE network.
 
     `tfb.MaskedAutoregressiveFlow` (MAF, Papamakarios et al., 2017) maps
     `y_i = z_i * exp(log_scale_i(y_<i)) + shift_i(y_<i)`: its forward pass needs
@@ -160,12 +161,9 @@ class AutoregressiveStep(FlowStep):
     `y = (z - shift(z)) * exp(-log_scale(z))`, forward and its log-determinant in one
     parallel pass (the sampling direction) and the inverse sequential.
 
-    The MADE has one hidden layer of `hidden_units` tanh units; its output kernel is
-    initialised small so the step starts near the identity. Its autoregressive masks are
-    kept by kernel constraints, which tf_keras optimizers apply after every update; code
-    that updates the variables itself must apply `variable.constraint` too. TFP's MADE
-    creates its hidden activation layer without a dtype, so that layer computes in the
-    global Keras dtype policy: for float64 flows set the global policy to float64 too.
+    The MADE (`made.MADE`, a `tfb.AutoregressiveNetwork`) has one hidden layer of
+    `hidden_units` tanh units; its output kernel is initialised small so the step starts
+    near the identity.
 
     Args:
       event_size: size of the vectors, at least 2.
@@ -188,19 +186,25 @@ class AutoregressiveStep(FlowStep):
         self.inverse_autoregressive = inverse_autoregressive
 
     def build(self, input_shape: tf.TensorShape) -> None:
-        self._made = tfb.AutoregressiveNetwork(
-            params=2,
-            event_shape=[self.event_size],
-            hidden_units=[self.hidden_units],
-            activation="tanh",
-            kernel_initializer=initializers.InitializerSequence(
-                [initializers.glorot(self._seed(0)), initializers.small(self._seed(1))]
-            ),
+        self._made = MADE(
+            self.event_size,
+            [self.hidden_units],
+            [initializers.glorot(self._seed(0)), initializers.small(self._seed(1))],
             dtype=self.dtype,
             name="made",
         )
+        # The MADE names its Dense layers from a counter that restarts in every graph that
+        # builds a layer ("dense/kernel" in each MNF layer): prefix the build-time name scope
+        # so variable names stay unique (h5 files store optimizer slots by variable name).
         with tf.name_scope(self._made.name):
-            self._made.build((None, self.event_size))
+            prefix = tf.get_current_name_scope()
+
+            def scoped_creator(next_creator, **kwargs):  # noqa: ANN001, ANN003, ANN202
+                with tf.name_scope(f"{prefix}/{tf.get_current_name_scope()}/"):
+                    return next_creator(**kwargs)
+
+            with tf.variable_creator_scope(scoped_creator):
+                self._made.build((None, self.event_size))
         super().build(input_shape)
 
     @property
