@@ -193,18 +193,8 @@ class AutoregressiveStep(FlowStep):
             dtype=self.dtype,
             name="made",
         )
-        # The MADE names its Dense layers from a counter that restarts in every graph that
-        # builds a layer ("dense/kernel" in each MNF layer): prefix the build-time name scope
-        # so variable names stay unique (h5 files store optimizer slots by variable name).
         with tf.name_scope(self._made.name):
-            prefix = tf.get_current_name_scope()
-
-            def scoped_creator(next_creator, **kwargs):  # noqa: ANN001, ANN003, ANN202
-                with tf.name_scope(f"{prefix}/{tf.get_current_name_scope()}/"):
-                    return next_creator(**kwargs)
-
-            with tf.variable_creator_scope(scoped_creator):
-                self._made.build((None, self.event_size))
+            self._made.build((None, self.event_size))
         super().build(input_shape)
 
     @property
