@@ -40,7 +40,7 @@ flags.DEFINE_string("ood_dir", None, "Folder of notMNIST t10k IDX files (out of 
 flags.DEFINE_bool("fake_data", False, "Train on synthetic images instead (smoke test).")
 flags.DEFINE_integer("num_train", None, "Use only the first N training images.")
 flags.DEFINE_integer("num_test", None, "Use only the first N test images.")
-flags.DEFINE_integer("epochs", 10, "Training epochs.")
+flags.DEFINE_integer("epochs", 15, "Training epochs.")
 flags.DEFINE_integer("batch_size", 100, "Batch size.")
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
 flags.DEFINE_float("kl_anneal_epochs", 0.0, "Epochs of linear KL warm-up from 0 to 1 (0: none).")
@@ -49,8 +49,12 @@ flags.DEFINE_integer("num_q_flows", 2, "Number of q(z) flow layers.")
 flags.DEFINE_enum("r_flow", "realnvp", FLOW_KINDS, "Flow of r(z|W).")
 flags.DEFINE_integer("num_r_flows", 2, "Number of r(z|W) flow layers.")
 flags.DEFINE_integer("flow_hidden_units", 50, "Hidden units of each flow's network.")
-flags.DEFINE_float("kernel_log_std_init", None, "MNF weight log-std init (None: layer default).")
-flags.DEFINE_float("z_log_var_init", None, "MNF q(z0) log-variance init (None: layer default).")
+flags.DEFINE_float(
+    "kernel_log_std_init", -5.0, "MNF weight log-std init (None: the layer default, -9)."
+)
+flags.DEFINE_float(
+    "z_log_var_init", -3.0, "MNF q(z0) log-variance init (None: the layer default, -5)."
+)
 flags.DEFINE_integer("num_monte_carlo", 20, "Posterior samples per test input.")
 flags.DEFINE_integer("num_bins", 15, "Bins of the expected calibration error.")
 flags.DEFINE_integer("eval_batch_size", 1000, "Inputs per Monte Carlo forward pass.")
