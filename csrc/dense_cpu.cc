@@ -56,10 +56,14 @@ struct DenseInputs {
     kernel_log_std = ctx->input(first + 3);
     bias_mean = ctx->input(first + 4);
     bias_log_var = ctx->input(first + 5);
-    if (x.dims() != 2 || kernel_mean.dims() != 2) {
-      return tensorflow::errors::InvalidArgument("x and kernel_mean must be rank 2, got ",
-                                                 x.shape().DebugString(), " and ",
-                                                 kernel_mean.shape().DebugString());
+    if (x.dims() != 2) {
+      return tensorflow::errors::InvalidArgument("x must be rank 2 [batch, in_features], got ",
+                                                 x.shape().DebugString());
+    }
+    if (kernel_mean.dims() != 2) {
+      return tensorflow::errors::InvalidArgument(
+          "kernel_mean must be rank 2 [in_features, out_features], got ",
+          kernel_mean.shape().DebugString());
     }
     batch = x.dim_size(0);
     in = x.dim_size(1);
