@@ -131,6 +131,9 @@ class Flow(tf_keras.layers.Layer):
     def bijector(self) -> tfb.Bijector:
         """The flow as a `tfb.Bijector` on vectors (event_ndims = 1).
 
+        A new, stateless `tfb.Chain` over the flow's variables on each access (cheap), so
+        no bijector cache outlives a `tf.function` trace.
+
         Raises:
           RuntimeError: if the flow is not built yet (variables are created in `build`).
         """
