@@ -132,7 +132,8 @@ def plot_entropy(
                 data, np.arange(1, data.size + 1) / data.size, style, color=color, label=label
             )
     ax_hist.set_xlabel("predictive entropy (nats)")
-    ax_hist.set_ylabel("density")
+    ax_hist.set_ylabel("density (log scale)")
+    ax_hist.set_yscale("log")  # confident inputs pile up at 0 and would hide the tails
     ax_cdf.set_xlabel("predictive entropy (nats)")
     ax_cdf.set_ylabel("fraction of inputs below")
     ax_cdf.set_xlim(0.0, max_entropy)
