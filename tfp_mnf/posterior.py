@@ -21,6 +21,17 @@ from tfp_mnf.ops import clip_log_std
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
+# Numerical guards (see `MNFPosterior`'s docstring). exp(2 * MIN_LOG_STD) ~ 1e-26 keeps every
+# variance a normal float32, so sqrt(variance) has a finite gradient.
+MIN_LOG_STD = -30.0
+Q0_LOG_VAR_RANGE = (-30.0, 10.0)
+MAX_ABS_R_LOG_PRECISION = 15.0
+
+
+def clip_r_log_precision(log_precision: tf.Tensor) -> tf.Tensor:
+    """Clips r(z | W)'s log precision to +-`MAX_ABS_R_LOG_PRECISION` (exp stays finite)."""
+    return tf.clip_by_value(log_precision, -MAX_ABS_R_LOG_PRECISION, MAX_ABS_R_LOG_PRECISION)
+
 
 class MNFPosterior:
     """Maths of the MNF posterior q(W) = integral q(W | z) q(z) dz of one layer.
@@ -31,6 +42,14 @@ class MNFPosterior:
     r(z | W) (eqs. 9-10, 15).
 
     Every standard deviation is clipped at `max_std`, in the forward pass and in the KL alike.
+
+    Numerical guards, applied identically wherever the value is used (so the forward pass,
+    the samples and the KL stay one consistent model), with zero gradient beyond the clip:
+    - log sigma is clipped below at `MIN_LOG_STD` = -30 (sigma^2 stays a normal float32 and
+      sqrt of the variances keeps a finite gradient);
+    - log sigma_z^2 of q(z_0) is clipped to `Q0_LOG_VAR_RANGE` = [-30, 10];
+    - r(z | W)'s log precision b2 * mean(a) is clipped to +-`MAX_ABS_R_LOG_PRECISION` = 15
+      (the conv layers' a = c^T W is unbounded, and exp of it overflows).
 
     The object holds references to the layer's variables and flows; it owns no variables.
     """
@@ -82,14 +101,19 @@ class MNFPosterior:
         return tf.reshape(vector, shape)
 
     def clipped_log_std(self) -> tf.Tensor:
-        """log sigma of q(W | z), clipped at log(max_std)."""
-        return clip_log_std(tf.convert_to_tensor(self.kernel_log_std), self.max_std)
+        """log sigma of q(W | z), clipped to [`MIN_LOG_STD`, log(max_std)]."""
+        log_std = tf.convert_to_tensor(self.kernel_log_std)
+        return clip_log_std(tf.maximum(log_std, tf.cast(MIN_LOG_STD, log_std.dtype)), self.max_std)
+
+    def clipped_q0_log_var(self) -> tf.Tensor:
+        """log sigma_z^2 of q(z_0), clipped to `Q0_LOG_VAR_RANGE`."""
+        return tf.clip_by_value(self.q0_log_var, *Q0_LOG_VAR_RANGE)
 
     def sample_z0(self, batch_size: tf.Tensor | int, seed: tf.Tensor) -> tf.Tensor:
         """Draws `[batch_size, Z]` samples of the flow's base z_0 ~ q(z_0) (eq. 4)."""
         mean = tf.convert_to_tensor(self.q0_mean)
         eps = tf.random.stateless_normal([batch_size, self.z_size], seed=seed, dtype=mean.dtype)
-        return mean + tf.exp(0.5 * self.q0_log_var) * eps
+        return mean + tf.exp(0.5 * self.clipped_q0_log_var()) * eps
 
     def sample_z(self, batch_size: tf.Tensor | int, seed: tf.Tensor) -> tf.Tensor:
         """Draws `[batch_size, Z]` samples of z_T = f_T o ... o f_1(z_0) (eq. 4)."""
@@ -137,7 +161,7 @@ class MNFPosterior:
         Returns:
           A scalar: -1/2 sum(log 2 pi + log sigma_z^2 + 1) - log|det df/dz_0|.
         """
-        entropy_term = -0.5 * tf.reduce_sum(_LOG_2PI + self.q0_log_var + 1.0)
+        entropy_term = -0.5 * tf.reduce_sum(_LOG_2PI + self.clipped_q0_log_var() + 1.0)
         log_det = self.q_flow.bijector.forward_log_det_jacobian(z0, event_ndims=1)
         return entropy_term - tf.reduce_sum(log_det)
 
@@ -163,7 +187,7 @@ class MNFPosterior:
         eps = tf.random.stateless_normal(tf.shape(a_mean), seed=seed, dtype=a_mean.dtype)
         a_bar = tf.reduce_mean(self.r_activation(a_mean + tf.sqrt(a_var) * eps))
         r_mean = self.r_b1 * a_bar  # eq. 9
-        r_log_precision = self.r_b2 * a_bar  # eq. 10
+        r_log_precision = clip_r_log_precision(self.r_b2 * a_bar)  # eq. 10
         z_row = z[tf.newaxis]
         f_z = self.r_flow.bijector.forward(z_row)[0]
         log_det = self.r_flow.bijector.forward_log_det_jacobian(z_row, event_ndims=1)

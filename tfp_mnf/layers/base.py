@@ -18,11 +18,19 @@ from tfp_mnf.layers.divergence import (
     deserialize_divergence_fn,
     serialize_divergence_fn,
 )
-from tfp_mnf.posterior import MNFPosterior
+from tfp_mnf.posterior import MIN_LOG_STD, MNFPosterior
 
 tfd = tfp.distributions
 
 _SEED_RANGE = 2**31 - 1
+# float16 flushes variances below ~6e-8 to 0 (sigma_b ~ 1e-8 at the default init), where
+# sqrt(var) has an infinite gradient: its log variances are floored at two subnormal units.
+_FLOAT16_LOG_VAR_FLOOR = math.log(2.0**-23)
+
+
+def log_var_floor(dtype: tf.DType) -> float:
+    """The lowest log variance the layers use in `dtype` (see `MNFLayer`, numerics)."""
+    return _FLOAT16_LOG_VAR_FLOOR if dtype == tf.float16 else 2.0 * MIN_LOG_STD
 
 
 def variables_in_their_own_dtype() -> Any:
@@ -42,6 +50,15 @@ class MNFLayer(tf_keras.layers.Layer):
     `bias_divergence_fn(bias_posterior, bias_prior, None)` to `layer.losses`, so that
     `model.fit` minimizes the negative ELBO. Those functions see unscaled KLs: divide by
     the number of training examples (see `tfp_mnf.layers.ScaledKL`).
+
+    Numerics: log sigma is clipped to [-30, log(max_std)] and the bias log variance to
+    [-60, 2 log(max_std)], in the forward pass and the KL alike (see `MNFPosterior` for the
+    guards of q(z_0) and r(z | W)). Under a `mixed_float16` policy the forward pass floors
+    the variances at 2^-23 (output noise std >= 3.4e-4, below float16's resolution of O(1)
+    activations) because smaller ones flush to zero and sqrt(0) has an infinite gradient;
+    the KL is computed in float32 without that floor. `check_numerics=True` adds
+    `tf.debugging.check_numerics` on z, the KL and the outputs; its error names the layer
+    and the tensor.
     """
 
     def __init__(
@@ -66,6 +83,7 @@ class MNFLayer(tf_keras.layers.Layer):
         z_log_var_init: float = -5.0,
         kernel_initializer: Any = "glorot_uniform",
         seed: int | None = None,
+        check_numerics: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -84,10 +102,24 @@ class MNFLayer(tf_keras.layers.Layer):
             ("prior_variance", prior_variance),
             ("bias_prior_variance", bias_prior_variance),
         ):
-            if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):
+            if not (_is_real(value) and value > 0 and math.isfinite(value)):
                 raise ValueError(f"`{arg}` must be a positive finite float, got {value!r}.")
-        if seed is not None and not isinstance(seed, int):
-            raise ValueError(f"`seed` must be an int or None, got {seed!r}.")
+        for arg, value in (
+            ("kernel_log_std_init", kernel_log_std_init),
+            ("z_log_var_init", z_log_var_init),
+        ):
+            if not (_is_real(value) and math.isfinite(value)):
+                raise ValueError(f"`{arg}` must be a finite float, got {value!r}.")
+        if seed is not None:
+            _check_int("seed", seed, minimum=0)
+        for arg, fn in (
+            ("kernel_divergence_fn", kernel_divergence_fn),
+            ("bias_divergence_fn", bias_divergence_fn),
+        ):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"`{arg}` must be a callable (q, p, sample) or None, got {fn!r}.")
+        if not isinstance(check_numerics, bool):
+            raise ValueError(f"`check_numerics` must be a bool, got {check_numerics!r}.")
         self.activation = tf_keras.activations.get(activation)
         self.kernel_divergence_fn = kernel_divergence_fn or default_divergence_fn
         self.bias_divergence_fn = bias_divergence_fn or default_divergence_fn
@@ -105,6 +137,7 @@ class MNFLayer(tf_keras.layers.Layer):
         self.z_log_var_init = float(z_log_var_init)
         self.kernel_initializer = tf_keras.initializers.get(kernel_initializer)
         self.seed = seed
+        self.check_numerics = check_numerics
         self.sample_by_default = True
         self.posterior: MNFPosterior | None = None
 
@@ -240,9 +273,15 @@ class MNFLayer(tf_keras.layers.Layer):
         loc = tf.zeros(self.kernel_mean.shape, scale.dtype)
         return tfd.Independent(tfd.Normal(loc, scale), reinterpreted_batch_ndims=loc.shape.rank)
 
+    def _clipped_bias_log_var(self) -> tf.Tensor:
+        """log sigma_b^2 clipped to [`log_var_floor`, 2 log(max_std)] like the kernel's."""
+        log_var = tf.convert_to_tensor(self.bias_log_var)
+        floored = tf.maximum(log_var, tf.cast(log_var_floor(log_var.dtype), log_var.dtype))
+        return tf.minimum(floored, tf.cast(2.0 * math.log(self.max_std), log_var.dtype))
+
     def _bias_variance(self) -> tf.Tensor:
-        """sigma_b^2 = exp(bias_log_var), clipped at max_std^2 like the kernel's variances."""
-        return tf.exp(tf.minimum(self.bias_log_var, 2.0 * math.log(self.max_std)))
+        """sigma_b^2 = exp of the clipped bias log variance."""
+        return tf.exp(self._clipped_bias_log_var())
 
     @property
     def bias_posterior(self) -> tfd.Distribution:
@@ -323,17 +362,26 @@ class MNFLayer(tf_keras.layers.Layer):
                 z = self.posterior.mean_z() if self.use_z else None
         if z is None:
             z = tf.ones([batch, self.posterior.z_size] if sample else [self.posterior.z_size])
+        else:
+            z = self._checked(z, "z")
         z = tf.cast(z, self.compute_dtype)
         if sample:
             outputs = self._sample_outputs(inputs, z, eps_seed)
         else:
             outputs = self._mean_outputs(inputs, z)
-        return outputs if self.activation is None else self.activation(outputs)
+        outputs = outputs if self.activation is None else self.activation(outputs)
+        return self._checked(outputs, "outputs")
+
+    def _checked(self, tensor: tf.Tensor, what: str) -> tf.Tensor:
+        """`tensor`, through `tf.debugging.check_numerics` when `check_numerics` is on."""
+        if not self.check_numerics:
+            return tensor
+        return tf.debugging.check_numerics(tensor, f"MNF layer {self.name!r}, tensor {what!r}")
 
     def _add_divergences(self, seed: tf.Tensor) -> None:
         kernel_kl = self.kernel_divergence_fn(self._kernel_posterior(seed), self.kernel_prior, None)
         bias_kl = self.bias_divergence_fn(self.bias_posterior, self.bias_prior, None)
-        self.add_loss(tf.add(kernel_kl, bias_kl, name="mnf_kl"))
+        self.add_loss(self._checked(tf.add(kernel_kl, bias_kl, name="mnf_kl"), "KL"))
 
     # -- config -------------------------------------------------------------------------------
 
@@ -364,6 +412,7 @@ class MNFLayer(tf_keras.layers.Layer):
             z_log_var_init=self.z_log_var_init,
             kernel_initializer=tf_keras.initializers.serialize(self.kernel_initializer),
             seed=self.seed,
+            check_numerics=self.check_numerics,
         )
         return config
 
@@ -373,6 +422,10 @@ class MNFLayer(tf_keras.layers.Layer):
         for key in ("kernel_divergence_fn", "bias_divergence_fn"):
             config[key] = deserialize_divergence_fn(config.get(key))
         return cls(**config)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _check_int(arg: str, value: Any, minimum: int) -> None:

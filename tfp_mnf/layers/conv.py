@@ -111,9 +111,9 @@ class ConvMNF(MNFLayer):
 
     def _sample_outputs(self, inputs: tf.Tensor, z: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         x = self._to_channels_last(inputs)
-        log_std = ops.clip_log_std(tf.convert_to_tensor(self.kernel_log_std), self.max_std)
         mu = self._conv(x, self.kernel_mean) + self.bias_mean
-        var = self._conv(tf.square(x), tf.exp(2.0 * log_std)) + self._bias_variance()
+        sigma_sq = tf.exp(2.0 * self.posterior.clipped_log_std())
+        var = self._conv(tf.square(x), sigma_sq) + self._bias_variance()
         return self._from_channels_last(ops.conv_local_reparam_epilogue(mu, var, z, seed))
 
     def _mean_outputs(self, inputs: tf.Tensor, z: tf.Tensor) -> tf.Tensor:

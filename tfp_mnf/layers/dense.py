@@ -27,7 +27,8 @@ class DenseMNF(MNFLayer):
         `activity_regularizer`, `kernel_divergence_fn`, `bias_divergence_fn`, `use_z`,
         `q_flow`, `num_q_flows`, `r_flow`, `num_r_flows`, `flow_hidden_units`,
         `learn_prior`, `prior_variance`, `bias_prior_variance`, `max_std`,
-        `kernel_log_std_init`, `z_log_var_init`, `kernel_initializer`, `seed`, `name`,
+        `kernel_log_std_init`, `z_log_var_init`, `kernel_initializer`, `seed`,
+        `check_numerics` (default False: see `MNFLayer`, numerics), `name`,
         `trainable`, `dtype`.
 
     Reference: Louizos & Welling (2017), Multiplicative Normalizing Flows for Variational
@@ -57,9 +58,9 @@ class DenseMNF(MNFLayer):
             inputs,
             z,
             self.kernel_mean,
-            self.kernel_log_std,
+            self.posterior.clipped_log_std(),
             self.bias_mean,
-            self.bias_log_var,
+            self._clipped_bias_log_var(),
             seed,
             self.max_std,
         )

@@ -81,13 +81,38 @@ def serialize_divergence_fn(arg: str, fn: DivergenceFn | None) -> Any:
             "function (or a class with `get_config`/`from_config`) decorated with "
             "`tf_keras.saving.register_keras_serializable()`."
         )
-    return tf_keras.saving.serialize_keras_object(fn)
+    if target is fn:  # a registered function: stored by its registered name
+        return name
+    return {"registered_name": name, "config": fn.get_config()}
 
 
 def deserialize_divergence_fn(config: Any) -> DivergenceFn:
-    """Inverse of `serialize_divergence_fn`."""
+    """Inverse of `serialize_divergence_fn`.
+
+    Functions and classes are looked up by their registered name, which works the same in
+    every format (the h5 and SavedModel loaders' legacy deserializer cannot revive Keras'
+    newer serialization of functions and registered classes); the module that registers
+    them must be imported before loading.
+
+    Raises:
+      ValueError: if the registered name is not known in this process.
+    """
     if config is None:
         return default_divergence_fn
     if callable(config):
         return config
-    return tf_keras.saving.deserialize_keras_object(config)
+    if isinstance(config, str):
+        return _registered(config)
+    if config.get("registered_name") == "function":  # Keras' serialization of a function
+        return _registered(config["config"])
+    return _registered(config["registered_name"]).from_config(config["config"])
+
+
+def _registered(name: str) -> Any:
+    found = tf_keras.saving.get_registered_object(name)
+    if found is None:
+        raise ValueError(
+            f"Divergence function {name!r} is not registered in this process: import the "
+            "module that registers it (`register_keras_serializable`) before loading."
+        )
+    return found
