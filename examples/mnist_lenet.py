@@ -50,11 +50,9 @@ flags.DEFINE_enum("r_flow", "realnvp", FLOW_KINDS, "Flow of r(z|W).")
 flags.DEFINE_integer("num_r_flows", 2, "Number of r(z|W) flow layers.")
 flags.DEFINE_integer("flow_hidden_units", 50, "Hidden units of each flow's network.")
 flags.DEFINE_float(
-    "kernel_log_std_init", -5.0, "MNF weight log-std init (None: the layer default, -9)."
+    "kernel_log_std_init", -5.0, "MNF weight log-std init (the layer default is -9)."
 )
-flags.DEFINE_float(
-    "z_log_var_init", -3.0, "MNF q(z0) log-variance init (None: the layer default, -5)."
-)
+flags.DEFINE_float("z_log_var_init", -3.0, "MNF q(z0) log-variance init (the layer default is -5).")
 flags.DEFINE_integer("num_monte_carlo", 20, "Posterior samples per test input.")
 flags.DEFINE_integer("num_bins", 15, "Bins of the expected calibration error.")
 flags.DEFINE_integer("eval_batch_size", 1000, "Inputs per Monte Carlo forward pass.")

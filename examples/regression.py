@@ -46,8 +46,10 @@ flags.DEFINE_integer("num_q_flows", 2, "Number of q(z) flow layers.")
 flags.DEFINE_enum("r_flow", "realnvp", FLOW_KINDS, "Flow of r(z|W).")
 flags.DEFINE_integer("num_r_flows", 2, "Number of r(z|W) flow layers.")
 flags.DEFINE_integer("flow_hidden_units", 50, "Hidden units of each flow's network.")
-flags.DEFINE_float("kernel_log_std_init", None, "MNF weight log-std init (None: layer default).")
-flags.DEFINE_float("z_log_var_init", None, "MNF q(z0) log-variance init (None: layer default).")
+flags.DEFINE_float(
+    "kernel_log_std_init", -5.0, "MNF weight log-std init (the layer default is -9)."
+)
+flags.DEFINE_float("z_log_var_init", -3.0, "MNF q(z0) log-variance init (the layer default is -5).")
 flags.DEFINE_integer("num_monte_carlo", 50, "Posterior samples per test input.")
 flags.DEFINE_float("coverage_level", 0.95, "Level of the central predictive interval.")
 flags.DEFINE_string("model_dir", "/tmp/regression", "Where metrics and the figure go.")
