@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
 import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
+from tensorflow.python.saved_model import save_context
 from tf_keras.src.mixed_precision.autocast_variable import enable_auto_cast_variables
 
+from tfp_mnf import ops
 from tfp_mnf.bijectors import FLOW_KINDS, make_flow
 from tfp_mnf.distributions import MNFKernelPosterior
 from tfp_mnf.layers.divergence import (
@@ -23,14 +26,6 @@ from tfp_mnf.posterior import MIN_LOG_STD, MNFPosterior
 tfd = tfp.distributions
 
 _SEED_RANGE = 2**31 - 1
-# float16 flushes variances below ~6e-8 to 0 (sigma_b ~ 1e-8 at the default init), where
-# sqrt(var) has an infinite gradient: its log variances are floored at two subnormal units.
-_FLOAT16_LOG_VAR_FLOOR = math.log(2.0**-23)
-
-
-def log_var_floor(dtype: tf.DType) -> float:
-    """The lowest log variance the layers use in `dtype` (see `MNFLayer`, numerics)."""
-    return _FLOAT16_LOG_VAR_FLOOR if dtype == tf.float16 else 2.0 * MIN_LOG_STD
 
 
 def variables_in_their_own_dtype() -> Any:
@@ -53,10 +48,9 @@ class MNFLayer(tf_keras.layers.Layer):
 
     Numerics: log sigma is clipped to [-30, log(max_std)] and the bias log variance to
     [-60, 2 log(max_std)], in the forward pass and the KL alike (see `MNFPosterior` for the
-    guards of q(z_0) and r(z | W)). Under a `mixed_float16` policy the forward pass floors
-    the variances at 2^-23 (output noise std >= 3.4e-4, below float16's resolution of O(1)
-    activations) because smaller ones flush to zero and sqrt(0) has an infinite gradient;
-    the KL is computed in float32 without that floor. `check_numerics=True` adds
+    guards of q(z_0) and r(z | W)). Under a `mixed_float16` policy the sampling step runs
+    in float32 and returns float16: the weight variances (~1e-8 at the default init) flush
+    to zero in float16, and the gradient of sqrt(var) overflows it. `check_numerics=True` adds
     `tf.debugging.check_numerics` on z, the KL and the outputs; its error names the layer
     and the tensor.
     """
@@ -274,9 +268,9 @@ class MNFLayer(tf_keras.layers.Layer):
         return tfd.Independent(tfd.Normal(loc, scale), reinterpreted_batch_ndims=loc.shape.rank)
 
     def _clipped_bias_log_var(self) -> tf.Tensor:
-        """log sigma_b^2 clipped to [`log_var_floor`, 2 log(max_std)] like the kernel's."""
+        """log sigma_b^2 clipped to [2 `MIN_LOG_STD`, 2 log(max_std)] like the kernel's."""
         log_var = tf.convert_to_tensor(self.bias_log_var)
-        floored = tf.maximum(log_var, tf.cast(log_var_floor(log_var.dtype), log_var.dtype))
+        floored = tf.maximum(log_var, tf.cast(2.0 * MIN_LOG_STD, log_var.dtype))
         return tf.minimum(floored, tf.cast(2.0 * math.log(self.max_std), log_var.dtype))
 
     def _bias_variance(self) -> tf.Tensor:
@@ -327,10 +321,10 @@ class MNFLayer(tf_keras.layers.Layer):
         """Applies the layer.
 
         Args:
-          inputs: a floating-point tensor. The outputs are computed in the layer's compute
-            dtype; the posterior maths (z, flows, KL) runs in the variable dtype, float32
-            under a mixed-precision policy. NaNs
-            propagate to the outputs of the affected examples, as in Keras' Dense.
+          inputs: a floating-point tensor. The outputs are in the layer's compute dtype;
+            the posterior maths (z, flows, KL) runs in the variable dtype, float32 under a
+            mixed-precision policy (and so does the sampling step under `mixed_float16`).
+            NaNs propagate to the outputs of the affected examples, as in Keras' Dense.
           training: unused (the layer samples whenever `sample` is true), kept for Keras.
           sample: True draws a posterior predictive sample (local reparameterization with
             fresh z and weight noise) and adds the divergences to `losses`; False returns the
@@ -364,13 +358,30 @@ class MNFLayer(tf_keras.layers.Layer):
             z = tf.ones([batch, self.posterior.z_size] if sample else [self.posterior.z_size])
         else:
             z = self._checked(z, "z")
-        z = tf.cast(z, self.compute_dtype)
         if sample:
-            outputs = self._sample_outputs(inputs, z, eps_seed)
+            outputs = self._sampled(inputs, z, eps_seed)
         else:
-            outputs = self._mean_outputs(inputs, z)
+            outputs = self._mean_outputs(inputs, tf.cast(z, self.compute_dtype))
         outputs = outputs if self.activation is None else self.activation(outputs)
         return self._checked(outputs, "outputs")
+
+    def _sampled(self, inputs: tf.Tensor, z: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        """`_sample_outputs` in a dtype and on an op path that are safe, cast to compute dtype.
+
+        float16 runs the local reparameterization in float32: the weight variances (~1e-8
+        at the default init) flush to zero in float16 and their gradients overflow it.
+        While a SavedModel is traced the composite ops are used, so that the saved graphs
+        hold only standard TensorFlow ops and load where the op library is missing.
+        """
+        in_float32 = self.compute_dtype == "float16"
+        dtype = self.dtype if in_float32 else self.compute_dtype
+        with contextlib.ExitStack() as stack:
+            if in_float32:
+                stack.enter_context(variables_in_their_own_dtype())
+            if save_context.in_save_context():
+                stack.enter_context(ops.force_composite())
+            outputs = self._sample_outputs(tf.cast(inputs, dtype), tf.cast(z, dtype), seed)
+        return tf.cast(outputs, self.compute_dtype)
 
     def _checked(self, tensor: tf.Tensor, what: str) -> tf.Tensor:
         """`tensor`, through `tf.debugging.check_numerics` when `check_numerics` is on."""
