@@ -38,6 +38,7 @@ def test_help(script, flag):
     assert flag in _run(script, "--help", check=False)
 
 
+@pytest.mark.slow
 def test_mnist_lenet_tiny_run_and_eval_only(tmp_path):
     rng = np.random.default_rng(0)
     ood_dir = tmp_path / "ood"
@@ -79,6 +80,7 @@ def test_mnist_lenet_tiny_run_and_eval_only(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_regression_tiny_run(tmp_path):
     stdout = _run(
         "regression.py",
