@@ -349,15 +349,17 @@ class MNFLayer(tf_keras.layers.Layer):
                 tf.random.experimental.stateless_split(self._call_seed(), 3)
             )
             with variables_in_their_own_dtype():
-                z = self.posterior.sample_z(batch, z_seed) if self.use_z else None
+                z = (
+                    self._checked(self.posterior.sample_z(batch, z_seed), "z")
+                    if self.use_z
+                    else None
+                )
                 self._add_divergences(kl_seed)
         else:
             with variables_in_their_own_dtype():
-                z = self.posterior.mean_z() if self.use_z else None
+                z = self._checked(self.posterior.mean_z(), "z") if self.use_z else None
         if z is None:
             z = tf.ones([batch, self.posterior.z_size] if sample else [self.posterior.z_size])
-        else:
-            z = self._checked(z, "z")
         if sample:
             outputs = self._sampled(inputs, z, eps_seed)
         else:
