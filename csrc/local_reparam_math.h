@@ -38,18 +38,27 @@ struct NormalStream {
   PhiloxBlock counter;
 };
 
+// One Philox round on the counter words (c0, c1, c2, c3) with key (k0, k1).
+MNF_HD void PhiloxRound(uint32_t& c0, uint32_t& c1, uint32_t& c2, uint32_t& c3, uint32_t k0,
+                        uint32_t k1) {
+  const uint64_t p0 = static_cast<uint64_t>(0xD2511F53u) * c0;
+  const uint64_t p1 = static_cast<uint64_t>(0xCD9E8D57u) * c2;
+  c0 = static_cast<uint32_t>(p1 >> 32) ^ c1 ^ k0;
+  c1 = static_cast<uint32_t>(p1);
+  c2 = static_cast<uint32_t>(p0 >> 32) ^ c3 ^ k1;
+  c3 = static_cast<uint32_t>(p0);
+}
+
+// The key schedule between rounds (Weyl sequence).
+MNF_HD void PhiloxBumpKey(uint32_t& k0, uint32_t& k1) {
+  k0 += 0x9E3779B9u;
+  k1 += 0xBB67AE85u;
+}
+
 MNF_HD PhiloxBlock Philox10(PhiloxBlock c, PhiloxKey key) {
   for (int round = 0; round < 10; ++round) {
-    const uint64_t p0 = static_cast<uint64_t>(0xD2511F53u) * c.v[0];
-    const uint64_t p1 = static_cast<uint64_t>(0xCD9E8D57u) * c.v[2];
-    PhiloxBlock n;
-    n.v[0] = static_cast<uint32_t>(p1 >> 32) ^ c.v[1] ^ key.k[0];
-    n.v[1] = static_cast<uint32_t>(p1);
-    n.v[2] = static_cast<uint32_t>(p0 >> 32) ^ c.v[3] ^ key.k[1];
-    n.v[3] = static_cast<uint32_t>(p0);
-    c = n;
-    key.k[0] += 0x9E3779B9u;
-    key.k[1] += 0xBB67AE85u;
+    PhiloxRound(c.v[0], c.v[1], c.v[2], c.v[3], key.k[0], key.k[1]);
+    PhiloxBumpKey(key.k[0], key.k[1]);
   }
   return c;
 }
@@ -77,8 +86,8 @@ MNF_HD NormalStream StreamFromSeed(int64_t seed0, int64_t seed1) {
   return s;
 }
 
-// Block `group` of the stream (a 128-bit counter addition of `group`).
-MNF_HD PhiloxBlock StreamBlock(const NormalStream& s, uint64_t group) {
+// Counter of block `group` of the stream (a 128-bit addition of `group`).
+MNF_HD PhiloxBlock StreamCounter(const NormalStream& s, uint64_t group) {
   PhiloxBlock c = s.counter;
   const uint32_t lo = static_cast<uint32_t>(group);
   uint32_t hi = static_cast<uint32_t>(group >> 32);
@@ -86,7 +95,12 @@ MNF_HD PhiloxBlock StreamBlock(const NormalStream& s, uint64_t group) {
   if (c.v[0] < lo) ++hi;
   c.v[1] += hi;
   if (c.v[1] < hi && ++c.v[2] == 0) ++c.v[3];
-  return Philox10(c, s.key);
+  return c;
+}
+
+// Block `group` of the stream.
+MNF_HD PhiloxBlock StreamBlock(const NormalStream& s, uint64_t group) {
+  return Philox10(StreamCounter(s, group), s.key);
 }
 
 // Uniform [0, 1) from the low 23 bits of x.

@@ -1,9 +1,13 @@
 // Registrations and shape functions of the fused MNF local-reparameterization ops.
 //
-// MnfDenseLocalReparam: out = (x * z) M + b + sqrt(x^2 sigma^2 + sigma_b^2) * eps, with
-//   sigma = exp(min(log_std, log max_std)), sigma_b^2 = exp(min(bias_log_var, 2 log max_std))
-//   and eps = tf.random.stateless_normal([B, N], seed); the second output, stddev, is the
-//   sqrt(var) that the gradient op reuses (eps itself is regenerated from the seed).
+// The dense layer out = (x * z) M + b + sqrt(x^2 sigma^2 + sigma_b^2) * eps runs as
+//   MnfDenseScaledInputs: (x, z) -> (x * z, x^2), reading x once;
+//   MnfClippedVariance: log_std -> sigma^2 = exp(2 min(log_std, log max_std));
+//   the two products (x * z) M and x^2 sigma^2 as tf.matmul (oneDNN / cuBLAS);
+//   MnfDenseEpilogue: (mu, var, b, bias_log_var, seed) -> mu + b + sqrt(var + sigma_b^2) * eps
+//     with sigma_b^2 = exp(min(bias_log_var, 2 log max_std)) and
+//     eps = tf.random.stateless_normal([B, N], seed); its second output, stddev, is the
+//     sqrt(var + sigma_b^2) that the gradient op reuses (eps is regenerated from the seed).
 // MnfConvLocalReparamEpilogue: out = mu * z[b, c] + sqrt(var) * eps, channels-last.
 // Reference: Louizos & Welling (2017), arXiv:1703.01961, Algorithm 1.
 #include "tensorflow/core/framework/common_shape_fns.h"
@@ -50,33 +54,29 @@ Status SeedShape(InferenceContext* c, int index) {
   return tensorflow::OkStatus();
 }
 
-// Validates (x, z, kernel_mean, kernel_log_std, bias_mean, bias_log_var) starting at input
-// `first` and sets *batch_out = [B, N], *x_out = [B, K], *m_out = [K, N], *n_out = [N].
-Status DenseShapes(InferenceContext* c, int first, ShapeHandle* x_out, ShapeHandle* m_out,
-                   ShapeHandle* n_out, ShapeHandle* batch_out) {
-  ShapeHandle x, m, b;
+// Validates (x, z) starting at input `first`: both [B, K].
+Status ScaledInputShapes(InferenceContext* c, int first, ShapeHandle* x_out) {
+  ShapeHandle x;
   TF_RETURN_IF_ERROR(NamedRank(c, first, "x", 2, "[batch, in_features]", &x));
   TF_RETURN_IF_ERROR(NamedMerge(c, first + 1, "z", x, "x", &x));
-  TF_RETURN_IF_ERROR(NamedRank(c, first + 2, "kernel_mean", 2, "[in_features, out_features]", &m));
-  DimensionHandle k;
-  if (!c->Merge(c->Dim(x, 1), c->Dim(m, 0), &k).ok()) {
-    return tensorflow::errors::InvalidArgument(
-        "kernel_mean must have as many rows as x has columns: x ", c->DebugString(x),
-        ", kernel_mean ", c->DebugString(m));
-  }
-  TF_RETURN_IF_ERROR(NamedMerge(c, first + 3, "kernel_log_std", m, "kernel_mean", &m));
-  TF_RETURN_IF_ERROR(NamedRank(c, first + 4, "bias_mean", 1, "[out_features]", &b));
-  DimensionHandle n;
-  if (!c->Merge(c->Dim(m, 1), c->Dim(b, 0), &n).ok()) {
-    return tensorflow::errors::InvalidArgument(
-        "bias_mean must have kernel_mean's column count: kernel_mean ", c->DebugString(m),
-        ", bias_mean ", c->DebugString(b));
-  }
-  TF_RETURN_IF_ERROR(NamedMerge(c, first + 5, "bias_log_var", b, "bias_mean", &b));
   *x_out = x;
-  *m_out = m;
-  *n_out = b;
-  *batch_out = c->Matrix(c->Dim(x, 0), n);
+  return tensorflow::OkStatus();
+}
+
+// Validates a [B, N] input `mu_index` and a [N] input `bias_index`.
+Status EpilogueShapes(InferenceContext* c, int mu_index, const char* mu_name, int bias_index,
+                      const char* bias_name, ShapeHandle* mu_out, ShapeHandle* bias_out) {
+  ShapeHandle mu, bias;
+  TF_RETURN_IF_ERROR(NamedRank(c, mu_index, mu_name, 2, "[batch, out_features]", &mu));
+  TF_RETURN_IF_ERROR(NamedRank(c, bias_index, bias_name, 1, "[out_features]", &bias));
+  DimensionHandle n;
+  if (!c->Merge(c->Dim(mu, 1), c->Dim(bias, 0), &n).ok()) {
+    return tensorflow::errors::InvalidArgument(bias_name, " must have shape [out_features] of ",
+                                               mu_name, " ", c->DebugString(mu), ", got ",
+                                               c->DebugString(bias));
+  }
+  *mu_out = c->Matrix(c->Dim(mu, 0), n);
+  *bias_out = c->Vector(n);
   return tensorflow::OkStatus();
 }
 
@@ -101,11 +101,63 @@ Status ConvShapes(InferenceContext* c, int first, ShapeHandle* mu_out, ShapeHand
 
 }  // namespace
 
-REGISTER_OP("MnfDenseLocalReparam")
+REGISTER_OP("MnfDenseScaledInputs")
     .Input("x: T")
     .Input("z: T")
-    .Input("kernel_mean: T")
-    .Input("kernel_log_std: T")
+    .Output("x_z: T")
+    .Output("x_sq: T")
+    .Attr("T: {float, double}")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle x;
+      TF_RETURN_IF_ERROR(ScaledInputShapes(c, 0, &x));
+      c->set_output(0, x);
+      c->set_output(1, x);
+      return tensorflow::OkStatus();
+    });
+
+REGISTER_OP("MnfDenseScaledInputsGrad")
+    .Input("grad_x_z: T")
+    .Input("grad_x_sq: T")
+    .Input("x: T")
+    .Input("z: T")
+    .Output("grad_x: T")
+    .Output("grad_z: T")
+    .Attr("T: {float, double}")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle x;
+      TF_RETURN_IF_ERROR(ScaledInputShapes(c, 2, &x));
+      TF_RETURN_IF_ERROR(NamedMerge(c, 0, "grad_x_z", x, "x", &x));
+      TF_RETURN_IF_ERROR(NamedMerge(c, 1, "grad_x_sq", x, "x", &x));
+      c->set_output(0, x);
+      c->set_output(1, x);
+      return tensorflow::OkStatus();
+    });
+
+REGISTER_OP("MnfClippedVariance")
+    .Input("log_std: T")
+    .Output("variance: T")
+    .Attr("max_std: float")
+    .Attr("T: {float, double}")
+    .SetShapeFn(tensorflow::shape_inference::UnchangedShape);
+
+REGISTER_OP("MnfClippedVarianceGrad")
+    .Input("grad: T")
+    .Input("log_std: T")
+    .Input("variance: T")
+    .Output("grad_log_std: T")
+    .Attr("max_std: float")
+    .Attr("T: {float, double}")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle s = c->input(1);
+      TF_RETURN_IF_ERROR(NamedMerge(c, 0, "grad", s, "log_std", &s));
+      TF_RETURN_IF_ERROR(NamedMerge(c, 2, "variance", s, "log_std", &s));
+      c->set_output(0, s);
+      return tensorflow::OkStatus();
+    });
+
+REGISTER_OP("MnfDenseEpilogue")
+    .Input("mu: T")
+    .Input("var: T")
     .Input("bias_mean: T")
     .Input("bias_log_var: T")
     .Input("seed: Tseed")
@@ -115,45 +167,35 @@ REGISTER_OP("MnfDenseLocalReparam")
     .Attr("T: {float, double}")
     .Attr("Tseed: {int32, int64} = DT_INT64")
     .SetShapeFn([](InferenceContext* c) {
-      ShapeHandle x, m, n, out;
-      TF_RETURN_IF_ERROR(DenseShapes(c, 0, &x, &m, &n, &out));
-      TF_RETURN_IF_ERROR(SeedShape(c, 6));
-      c->set_output(0, out);
-      c->set_output(1, out);
+      ShapeHandle mu, bias;
+      TF_RETURN_IF_ERROR(EpilogueShapes(c, 0, "mu", 2, "bias_mean", &mu, &bias));
+      TF_RETURN_IF_ERROR(NamedMerge(c, 1, "var", mu, "mu", &mu));
+      TF_RETURN_IF_ERROR(NamedMerge(c, 3, "bias_log_var", bias, "bias_mean", &bias));
+      TF_RETURN_IF_ERROR(SeedShape(c, 4));
+      c->set_output(0, mu);
+      c->set_output(1, mu);
       return tensorflow::OkStatus();
     });
 
-REGISTER_OP("MnfDenseLocalReparamGrad")
+REGISTER_OP("MnfDenseEpilogueGrad")
     .Input("grad: T")
-    .Input("x: T")
-    .Input("z: T")
-    .Input("kernel_mean: T")
-    .Input("kernel_log_std: T")
-    .Input("bias_mean: T")
+    .Input("stddev: T")
     .Input("bias_log_var: T")
     .Input("seed: Tseed")
-    .Input("stddev: T")
-    .Output("grad_x: T")
-    .Output("grad_z: T")
-    .Output("grad_kernel_mean: T")
-    .Output("grad_kernel_log_std: T")
+    .Output("grad_var: T")
     .Output("grad_bias_mean: T")
     .Output("grad_bias_log_var: T")
     .Attr("max_std: float")
     .Attr("T: {float, double}")
     .Attr("Tseed: {int32, int64} = DT_INT64")
     .SetShapeFn([](InferenceContext* c) {
-      ShapeHandle x, m, n, out;
-      TF_RETURN_IF_ERROR(DenseShapes(c, 1, &x, &m, &n, &out));
-      TF_RETURN_IF_ERROR(SeedShape(c, 7));
-      TF_RETURN_IF_ERROR(NamedMerge(c, 0, "grad", out, "the output", &out));
-      TF_RETURN_IF_ERROR(NamedMerge(c, 8, "stddev", out, "the output", &out));
-      c->set_output(0, x);
-      c->set_output(1, x);
-      c->set_output(2, m);
-      c->set_output(3, m);
-      c->set_output(4, n);
-      c->set_output(5, n);
+      ShapeHandle g, bias;
+      TF_RETURN_IF_ERROR(EpilogueShapes(c, 0, "grad", 2, "bias_log_var", &g, &bias));
+      TF_RETURN_IF_ERROR(NamedMerge(c, 1, "stddev", g, "grad", &g));
+      TF_RETURN_IF_ERROR(SeedShape(c, 3));
+      c->set_output(0, g);
+      c->set_output(1, bias);
+      c->set_output(2, bias);
       return tensorflow::OkStatus();
     });
 

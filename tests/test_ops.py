@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tfp_mnf import ops
-from tfp_mnf.ops import composite, dispatch, fused
+from tfp_mnf.ops import _library, composite, dispatch, fused
 
 MAX_STD = 1.0
 needs_fused = pytest.mark.skipif(
@@ -64,6 +64,21 @@ def test_noise_equals_stateless_normal(dtype, shape):
     expected = tf.random.stateless_normal(mu.shape, SEED, dtype=dtype)
     tol = 1e-6 if dtype == tf.float32 else 1e-13
     np.testing.assert_allclose(eps.numpy(), expected.numpy(), atol=tol, rtol=0)
+
+
+@needs_fused
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+@pytest.mark.parametrize("shape", [[1, 1], [3, 7], [5, 1030], [2, 2049]])
+def test_dense_epilogue_noise_equals_stateless_normal(dtype, shape):
+    """mu = 0, var = 1, b = 0 and a vanishing bias variance leave exactly eps."""
+    library = _library.load()
+    zeros = tf.zeros(shape[1:], dtype)
+    out, stddev = library.mnf_dense_epilogue(tf.zeros(shape, dtype), tf.ones(shape, dtype), zeros,
+                                            zeros - 1000, SEED, max_std=MAX_STD)
+    expected = tf.random.stateless_normal(shape, SEED, dtype=dtype)
+    tol = 1e-6 if dtype == tf.float32 else 1e-13
+    np.testing.assert_allclose(out.numpy(), expected.numpy(), atol=tol, rtol=0)
+    np.testing.assert_array_equal(stddev.numpy(), 1)
 
 
 @needs_fused
@@ -176,8 +191,8 @@ def test_dispatch_chooses_composite_under_xla():
     # XLA compiles stateless_normal with its own Philox layout: same distribution, other draw.
     assert build(True).shape == build(False).shape == (4, 2)
     op_types = {jit: {op.type for op in g.get_operations()} for jit, g in graphs.items()}
-    assert "MnfDenseLocalReparam" in op_types[False]
-    assert "MnfDenseLocalReparam" not in op_types[True]
+    assert "MnfDenseEpilogue" in op_types[False]
+    assert "MnfDenseEpilogue" not in op_types[True]
     assert "StatelessRandomNormalV2" in op_types[True]
 
 
@@ -208,7 +223,7 @@ def test_force_composite(monkeypatch):
     graph = tf.function(lambda *a: ops.dense_local_reparam(*a, seed=SEED, max_std=1.0))
     types = {op.type for op in graph.get_concrete_function(*dense_args(2, 3, 4)).graph
              .get_operations()}
-    assert "MnfDenseLocalReparam" not in types
+    assert not any(t.startswith("Mnf") for t in types)
 
 
 def test_half_precision_uses_composite():
@@ -255,8 +270,7 @@ def test_unknown_batch_in_graph(op_path):
     np.testing.assert_allclose(g(*conv), conv_of(composite)(*conv), atol=1e-5)
 
 
-@needs_fused
-@pytest.mark.parametrize("graph", [False, True], ids=["eager-kernel", "graph-shape-fn"])
+@pytest.mark.parametrize("graph", [False, True], ids=["eager", "graph"])
 @pytest.mark.parametrize("index, bad, name", [
     (0, tf.zeros([2, 3, 1]), "x must be rank 2"),
     (1, tf.zeros([2, 4]), "z must have"),
@@ -265,12 +279,45 @@ def test_unknown_batch_in_graph(op_path):
     (4, tf.zeros([3]), "bias_mean must have"),
     (5, tf.zeros([1]), "bias_log_var must have"),
 ])
-def test_dense_shape_errors(graph, index, bad, name):
+def test_dense_shape_errors(op_path, graph, index, bad, name):
     args = dense_args(2, 3, 2, dtype=np.float32)
     args[index] = bad
-    fn = dense_of(fused)
-    with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match=name):
+    fn = dense_of(ops)
+    with pytest.raises(ValueError, match=name):
         (tf.function(fn) if graph else fn)(*args)
+
+
+def _dense_op_calls(bad):
+    """Calls of the dense element-wise ops with one argument of a bad shape, and its name."""
+    lib = _library.load()
+    x, mu, n = tf.zeros([2, 3]), tf.zeros([2, 4]), tf.zeros([4])
+    return [
+        (lambda: lib.mnf_dense_scaled_inputs(bad, bad), "x must be rank 2"),
+        (lambda: lib.mnf_dense_scaled_inputs(x, bad), "z must have"),
+        (lambda: lib.mnf_dense_scaled_inputs_grad(bad, x, x, x), "grad_x_z must have"),
+        (lambda: lib.mnf_clipped_variance_grad(bad, x, x, max_std=1.0), "grad must have"),
+        (lambda: lib.mnf_dense_epilogue(mu, bad, n, n, SEED, max_std=1.0), "var must have"),
+        (lambda: lib.mnf_dense_epilogue(mu, mu, bad, n, SEED, max_std=1.0), "bias_mean must"),
+        (lambda: lib.mnf_dense_epilogue(mu, mu, n, bad, SEED, max_std=1.0), "bias_log_var must"),
+        (lambda: lib.mnf_dense_epilogue(mu, mu, n, n, SEED[:1], max_std=1.0), "seed must have"),
+        (lambda: lib.mnf_dense_epilogue_grad(mu, bad, n, SEED, max_std=1.0), "stddev must"),
+        (lambda: lib.mnf_dense_epilogue_grad(mu, mu, bad, SEED, max_std=1.0), "bias_log_var"),
+    ]
+
+
+@needs_fused
+@pytest.mark.parametrize("graph", [False, True], ids=["eager-kernel", "graph-shape-fn"])
+@pytest.mark.parametrize("case", range(10))
+def test_dense_op_shape_errors(graph, case):
+    call, name = _dense_op_calls(tf.zeros([3, 3, 1]))[case]
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match=name):
+        tf.function(call)() if graph else call()
+
+
+@needs_fused
+def test_max_std_must_be_positive():
+    with pytest.raises(tf.errors.InvalidArgumentError, match="max_std must be > 0"):
+        _library.load().mnf_clipped_variance(tf.zeros([2]), max_std=0.0)
 
 
 @needs_fused

@@ -1,10 +1,11 @@
 """Chooses the fused kernel or the composite TensorFlow path for each op call.
 
 Fused when the op library loaded and has a kernel for the device and dtype (float32/float64
-on CPU; on GPU, float32 conv epilogue when built with CUDA; the dense op has no GPU kernel,
-so on GPU it runs composite with cuBLAS GEMMs). Composite inside XLA (`jit_compile=True`), for
-other dtypes (float16, bfloat16), when the library is missing or stale, or when forced with
-the environment variable `TFP_MNF_FORCE_COMPOSITE=1` or `with force_composite():`.
+on CPU; on GPU, float32 conv epilogue when built with CUDA; the dense element-wise ops have
+no GPU kernel, so on GPU the dense layer runs composite with cuBLAS GEMMs). Composite inside
+XLA (`jit_compile=True`), for other dtypes (float16, bfloat16), when the library is missing
+or stale, or when forced with the environment variable `TFP_MNF_FORCE_COMPOSITE=1` or
+`with force_composite():`.
 The choice is made when the op is built (at tracing time inside a `tf.function`).
 """
 
@@ -81,6 +82,34 @@ def _as_tensors(dtype_source: str, **tensors: object) -> dict[str, tf.Tensor]:
     return converted
 
 
+def _require_shape(name: str, tensor: tf.Tensor, shape: list, what: str) -> None:
+    """Raises ValueError naming `tensor` when its static shape cannot be `shape`."""
+    if not tensor.shape.is_compatible_with(shape):
+        raise ValueError(f"{name} must have shape {what}, got {tensor.shape}")
+
+
+def _check_dense_shapes(
+    x: tf.Tensor,
+    z: tf.Tensor,
+    kernel_mean: tf.Tensor,
+    kernel_log_std: tf.Tensor,
+    bias_mean: tf.Tensor,
+    bias_log_var: tf.Tensor,
+) -> None:
+    """Checks the static shapes of the dense op's arguments, naming the first one that differs."""
+    if x.shape.rank not in (None, 2):
+        raise ValueError(f"x must be rank 2 [batch, in_features], got {x.shape}")
+    x_shape = x.shape.with_rank(2)
+    _require_shape("z", z, x_shape, f"{x_shape} of x")
+    _require_shape("kernel_mean", kernel_mean, [x_shape[1], None],
+                   f"[in_features, out_features] with in_features={x_shape[1]} of x")
+    m_shape = kernel_mean.shape.with_rank(2)
+    _require_shape("kernel_log_std", kernel_log_std, m_shape, f"{m_shape} of kernel_mean")
+    out_shape = tf.TensorShape([m_shape[1]])
+    _require_shape("bias_mean", bias_mean, out_shape, f"{out_shape} [out_features]")
+    _require_shape("bias_log_var", bias_log_var, out_shape, f"{out_shape} [out_features]")
+
+
 def _as_seed(seed: object) -> tf.Tensor:
     seed = tf.convert_to_tensor(seed)
     if seed.dtype not in (tf.int32, tf.int64):
@@ -113,7 +142,11 @@ def dense_local_reparam(
       max_std: upper clip of every standard deviation (> 0).
 
     Returns:
-      `[B, N]` sampled pre-activations, from the fused kernel or the composite path.
+      `[B, N]` sampled pre-activations, from the fused kernels or the composite path.
+
+    Raises:
+      ValueError: `max_std` <= 0 or an argument's static shape does not fit the others.
+      TypeError: an argument of another dtype than `x`, or a non-integer seed.
     """
     if not max_std > 0:
         raise ValueError(f"max_std must be > 0, got {max_std}")
@@ -126,6 +159,7 @@ def dense_local_reparam(
         bias_mean=bias_mean,
         bias_log_var=bias_log_var,
     )
+    _check_dense_shapes(**args)
     impl = fused if _use_fused(args["x"].dtype, has_gpu_kernel=False) else composite
     return impl.dense_local_reparam(**args, seed=_as_seed(seed), max_std=float(max_std))
 
