@@ -1,8 +1,8 @@
 // GPU kernels (TensorFlow side) of MnfConvLocalReparamEpilogue and its gradient: validate
 // inputs, allocate outputs and call the TensorFlow-free CUDA launchers on the op's stream.
-// The dense op has no GPU kernel: on GPU, dispatch uses the composite path (cuBLAS GEMMs).
 #define EIGEN_USE_GPU
 
+#include "cuda/gpu_kernel_utils.h"
 #include "cuda/local_reparam_kernels.h"
 #include "op_utils.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -14,15 +14,6 @@ using tensorflow::OpKernel;
 using tensorflow::OpKernelConstruction;
 using tensorflow::OpKernelContext;
 using tensorflow::Tensor;
-
-tensorflow::Status CudaStatus(cudaError_t err) {
-  if (err == cudaSuccess) return tensorflow::OkStatus();
-  return tensorflow::errors::Internal("CUDA launch failed: ", cudaGetErrorString(err));
-}
-
-cudaStream_t Stream(OpKernelContext* ctx) {
-  return ctx->eigen_device<Eigen::GpuDevice>().stream();
-}
 
 template <typename T>
 class ConvEpilogueGpuOp : public OpKernel {

@@ -6,13 +6,6 @@ namespace mnf {
 namespace cuda {
 namespace {
 
-constexpr int kThreads = 256;
-
-int Blocks(int64_t pairs) {
-  const int64_t blocks = (pairs + kThreads - 1) / kThreads;
-  return static_cast<int>(blocks < 65535 ? (blocks > 0 ? blocks : 1) : 65535);
-}
-
 template <typename T>
 __global__ void ConvEpilogueKernel(int64_t n, int64_t per_example, int64_t c, const T* mu,
                                    const T* var, const T* z, NormalStream noise, T* out) {

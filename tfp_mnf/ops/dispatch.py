@@ -1,8 +1,7 @@
 """Chooses the fused kernel or the composite TensorFlow path for each op call.
 
 Fused when the op library loaded and has a kernel for the device and dtype (float32/float64
-on CPU; on GPU, float32 conv epilogue when built with CUDA; the dense element-wise ops have
-no GPU kernel, so on GPU the dense layer runs composite with cuBLAS GEMMs). Composite inside
+on CPU; float32 on GPU when the library was built with its CUDA kernels). Composite inside
 XLA (`jit_compile=True`), for other dtypes (float16, bfloat16), when the library is missing
 or stale, or when forced with the environment variable `TFP_MNF_FORCE_COMPOSITE=1` or
 `with force_composite():`.
@@ -59,12 +58,12 @@ def _in_xla() -> bool:
     return control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph())
 
 
-def _use_fused(dtype: tf.DType, has_gpu_kernel: bool) -> bool:
-    """Whether to build the fused op for `dtype`; `has_gpu_kernel`: the op has a CUDA kernel."""
+def _use_fused(dtype: tf.DType) -> bool:
+    """Whether to build the fused ops for `dtype`."""
     if not fused_available() or _in_xla():
         return False
     if _gpu_visible():
-        return has_gpu_kernel and _library.has_gpu_kernels() and dtype in _GPU_DTYPES
+        return _library.has_gpu_kernels() and dtype in _GPU_DTYPES
     return dtype in _CPU_DTYPES
 
 
@@ -160,7 +159,7 @@ def dense_local_reparam(
         bias_log_var=bias_log_var,
     )
     _check_dense_shapes(**args)
-    impl = fused if _use_fused(args["x"].dtype, has_gpu_kernel=False) else composite
+    impl = fused if _use_fused(args["x"].dtype) else composite
     return impl.dense_local_reparam(**args, seed=_as_seed(seed), max_std=float(max_std))
 
 
@@ -179,5 +178,5 @@ def conv_local_reparam_epilogue(
       `[B, ..., C]` sampled pre-activations, from the fused kernel or the composite path.
     """
     args = _as_tensors("mu", mu=mu, var=var, z=z)
-    impl = fused if _use_fused(args["mu"].dtype, has_gpu_kernel=True) else composite
+    impl = fused if _use_fused(args["mu"].dtype) else composite
     return impl.conv_local_reparam_epilogue(**args, seed=_as_seed(seed))
