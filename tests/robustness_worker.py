@@ -73,7 +73,7 @@ def predictions(model, x):
 
 def save():
     tf_keras.utils.set_random_seed(0)
-    x, y = digits(512)
+    x, y = digits(256)
     model = tf_keras.Sequential(
         [
             tf_keras.Input((8, 8, 1)),
@@ -91,7 +91,7 @@ def save():
         ]
     )
     model.compile("adam", tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x, y, batch_size=64, epochs=2, verbose=0)
+    model.fit(x, y, batch_size=64, epochs=1, verbose=0)
     for fmt, name in FORMATS.items():
         model.save(os.path.join(OUT, name), save_format=fmt)
     np.savez(os.path.join(OUT, "expected.npz"), x=x[:32], **predictions(model, x[:32]))
@@ -139,7 +139,7 @@ def small_lenet(num_examples):
     )
 
 
-def fit_losses(strategy, num_examples=256, batch_size=64, epochs=3):
+def fit_losses(strategy, num_examples=128, batch_size=32, epochs=2):
     """Builds and fits the small MNF-LeNet under `strategy`; returns its losses."""
     tf_keras.utils.set_random_seed(0)
     x, y = digits(num_examples, pad=2)
@@ -170,7 +170,7 @@ def replicas(n):
 
 def mwms(index):
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    result = fit_losses(strategy, num_examples=128, batch_size=32, epochs=2)
+    result = fit_losses(strategy, epochs=1)
     with open(os.path.join(OUT, f"mwms_{index}.json"), "w") as f:
         json.dump(result, f)
 
