@@ -125,18 +125,26 @@ class MNFPosterior:
 
     def kl_weights_given_z(
         self,
-        mean: tf.Tensor,
+        z: tf.Tensor | None,
         log_std: tf.Tensor,
         var: tf.Tensor,
-        prior_mean: tf.Tensor,
-        prior_var: tf.Tensor,
+        prior_mean: tf.Tensor | float,
+        prior_var: tf.Tensor | float,
     ) -> tf.Tensor:
         """KL(q(W | z) || p(W)) summed over the kernel, for a Gaussian prior (eq. 15, first term).
 
-        sum_ij [1/2 log v_p - log sigma_ij + (sigma_ij^2 + (z_i M_ij - m_p)^2) / (2 v_p) - 1/2]
+        sum_ij [1/2 log v_ij - log sigma_ij + (sigma_ij^2 + (z_i M_ij - m_ij)^2) / (2 v_ij) - 1/2]
+
+        When the prior mean m and variance v vary at most along the z axis (the layers'
+        priors, scalars, constant tensors), the sums over the other axes come first, with
+        n kernel entries per entry of z and w = 1 / (2 v):
+        sum_i [n (1/2 log v_i - 1/2 + w_i m_i^2) + w_i (S_i + z_i^2 Q_i - 2 z_i m_i R_i)]
+        - sum_ij log sigma_ij, where S, Q, R are the sums of sigma^2, M^2, M over the other
+        axes (R only for a non-zero prior mean). That is four passes over the kernel and no
+        z * M; any other prior takes the element-wise form.
 
         Args:
-          mean: z * M, the means of q(W | z) (M alone for a mean-field posterior).
+          z: `[Z]` the noise z_T; None for a mean-field posterior (z = 1).
           log_std: the clipped log sigma.
           var: sigma^2 = exp(2 log_std), passed in so it is computed once per bound.
           prior_mean: prior means, broadcastable to the kernel.
@@ -145,12 +153,55 @@ class MNFPosterior:
         Returns:
           A scalar.
         """
-        return tf.reduce_sum(
-            0.5 * tf.math.log(prior_var)
-            - log_std
-            + (var + tf.square(mean - prior_mean)) / (2.0 * prior_var)
-            - 0.5
+        dtype = log_std.dtype
+        prior_mean = tf.convert_to_tensor(prior_mean, dtype)
+        prior_var = tf.convert_to_tensor(prior_var, dtype)
+        kernel = tf.convert_to_tensor(self.kernel_mean)
+        m, v = self._as_z_vector(prior_mean), self._as_z_vector(prior_var)
+        if m is None or v is None:
+            mean = kernel if z is None else self.along_z(z) * kernel
+            return tf.reduce_sum(
+                0.5 * tf.math.log(prior_var)
+                - log_std
+                + (var + tf.square(mean - prior_mean)) / (2.0 * prior_var)
+                - 0.5
+            )
+        other_axes = [axis for axis in range(self.rank) if axis != self.z_axis]
+        per_z = self.kernel_mean.shape.num_elements() // self.z_size
+        w = 0.5 / v
+        z_sq_w = w if z is None else tf.square(z) * w
+        total = (
+            per_z * tf.reduce_sum(0.5 * tf.math.log(v) - 0.5 + w * tf.square(m))
+            + tf.reduce_sum(w * tf.reduce_sum(var, other_axes))
+            + tf.reduce_sum(z_sq_w * tf.reduce_sum(tf.square(kernel), other_axes))
+            - tf.reduce_sum(log_std)
         )
+        static_m = tf.get_static_value(m)
+        if static_m is not None and not static_m.any():
+            return total
+        z_m_w = m * w if z is None else z * m * w
+        return total - 2.0 * tf.reduce_sum(z_m_w * tf.reduce_sum(kernel, other_axes))
+
+    def _as_z_vector(self, tensor: tf.Tensor) -> tf.Tensor | None:
+        """`tensor` as a `[Z]` vector if it varies at most along the z axis, else None.
+
+        True for a static shape that broadcasts against the kernel with size 1 on every
+        other axis, and (while tracing a graph) for a constant tensor of any shape, e.g.
+        the `tf.zeros(kernel_shape)` prior mean.
+        """
+        shape = tensor.shape
+        if not tf.executing_eagerly():
+            value = tf.get_static_value(tensor)
+            if value is not None and value.size and (value == value.flat[0]).all():
+                return tf.fill([self.z_size], tf.constant(value.flat[0], tensor.dtype))
+        if shape.rank is None or shape.rank > self.rank or not shape.is_fully_defined():
+            return None
+        full = [1] * (self.rank - shape.rank) + shape.as_list()
+        if any(size != 1 for axis, size in enumerate(full) if axis != self.z_axis):
+            return None
+        if full[self.z_axis] not in (1, self.z_size):
+            return None
+        return tf.broadcast_to(tf.reshape(tensor, [-1]), [self.z_size])
 
     def log_q_z(self, z0: tf.Tensor) -> tf.Tensor:
         """log q(z_T) of one sample, with the entropy of q(z_0) for E[log q(z_0)] (eq. 15).
@@ -165,38 +216,50 @@ class MNFPosterior:
         log_det = self.q_flow.bijector.forward_log_det_jacobian(z0, event_ndims=1)
         return entropy_term - tf.reduce_sum(log_det)
 
-    def log_r_z(self, z: tf.Tensor, mean: tf.Tensor, var: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    def log_r_z(self, z: tf.Tensor, var: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         """log r(z_T | W) of the auxiliary inverse model, W drawn by local reparameterization.
 
-        a = act(c^T W) is sampled with mean c^T (z * M) and variance (c^2)^T sigma^2, reducing
-        over the z axis; then mean_r = b1 * mean(a), log precision_r = b2 * mean(a)
-        (eqs. 9-10) and log r = log N(f_r(z_T); mean_r, 1 / precision_r) + log|det df_r/dz|.
+        a = act(c^T W) is sampled with mean (c * z_T)^T M and variance (c^2)^T sigma^2,
+        contracting the z axis (one matrix-vector product over the kernel each); then
+        mean_r = b1 * mean(a), log precision_r = b2 * mean(a) (eqs. 9-10) and
+        log r = log N(f_r(z_T); mean_r, 1 / precision_r) + log|det df_r/dz|.
 
         Args:
           z: `[Z]` the sample z_T.
-          mean: z_T * M, the means of q(W | z_T).
           var: sigma^2, the variances of q(W | z_T).
           seed: `[2]` seed of the noise that samples a.
 
         Returns:
           A scalar.
         """
-        c = self.along_z(self.r_c)
-        a_mean = tf.reduce_sum(c * mean, axis=self.z_axis)
-        a_var = tf.reduce_sum(tf.square(c) * var, axis=self.z_axis)
+        c = tf.convert_to_tensor(self.r_c)
+        a_mean = self._contract_z(tf.convert_to_tensor(self.kernel_mean), c * z)
+        a_var = self._contract_z(var, tf.square(c))
         eps = tf.random.stateless_normal(tf.shape(a_mean), seed=seed, dtype=a_mean.dtype)
         a_bar = tf.reduce_mean(self.r_activation(a_mean + tf.sqrt(a_var) * eps))
         r_mean = self.r_b1 * a_bar  # eq. 9
         r_log_precision = clip_r_log_precision(self.r_b2 * a_bar)  # eq. 10
         z_row = z[tf.newaxis]
-        f_z = self.r_flow.bijector.forward(z_row)[0]
-        log_det = self.r_flow.bijector.forward_log_det_jacobian(z_row, event_ndims=1)
+        flow = self.r_flow.bijector  # one instance: its forward is cached for the log det
+        f_z = flow.forward(z_row)[0]
+        log_det = flow.forward_log_det_jacobian(z_row, event_ndims=1)
         log_normal = 0.5 * (
             r_log_precision - _LOG_2PI - tf.exp(r_log_precision) * tf.square(f_z - r_mean)
         )
         return tf.reduce_sum(log_normal) + tf.reduce_sum(log_det)
 
-    def kl_bound(self, prior_mean: tf.Tensor, prior_var: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    def _contract_z(self, kernel: tf.Tensor, vector: tf.Tensor) -> tf.Tensor:
+        """sum_i vector_i kernel[..., i, ...] over the z axis, flattened: one matrix-vector pass."""
+        if self.z_axis == 0:
+            flat = tf.reshape(kernel, [self.z_size, -1])
+            return tf.linalg.matvec(flat, vector, transpose_a=True)
+        if self.z_axis == self.rank - 1:
+            return tf.linalg.matvec(tf.reshape(kernel, [-1, self.z_size]), vector)
+        return tf.reshape(tf.tensordot(kernel, vector, axes=[[self.z_axis], [0]]), [-1])
+
+    def kl_bound(
+        self, prior_mean: tf.Tensor | float, prior_var: tf.Tensor | float, seed: tf.Tensor
+    ) -> tf.Tensor:
         """One-sample estimate of the upper bound on KL(q(W) || p(W)) (eq. 15, Algorithm 2).
 
         KL ~= KL(q(W | z_T) || p(W)) + log q(z_T) - log r(z_T | W), z_T ~ q(z_T). Without z
@@ -213,13 +276,12 @@ class MNFPosterior:
         log_std = self.clipped_log_std()
         var = tf.exp(2.0 * log_std)
         if not self.use_z:
-            return self.kl_weights_given_z(self.kernel_mean, log_std, var, prior_mean, prior_var)
+            return self.kl_weights_given_z(None, log_std, var, prior_mean, prior_var)
         z_seed, r_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         z0 = self.sample_z0(1, z_seed)
         z = self.q_flow.bijector.forward(z0)[0]
-        mean = self.along_z(z) * self.kernel_mean
         return (
-            self.kl_weights_given_z(mean, log_std, var, prior_mean, prior_var)
+            self.kl_weights_given_z(z, log_std, var, prior_mean, prior_var)
             + self.log_q_z(z0)
-            - self.log_r_z(z, mean, var, r_seed)
+            - self.log_r_z(z, var, r_seed)
         )

@@ -1,0 +1,391 @@
+"""Model-level speed: MNF-LeNet against tfp.layers LeNets and a plain LeNet (issue 5).
+
+In one process, for each batch size, the milliseconds per full training step (forward pass,
+KL terms, backward pass, Adam update) inside one `tf.function` after warm-up, for:
+- `mnf_fused`: `MNFLeNet` with the fused local-reparameterization ops;
+- `mnf_composite`: `MNFLeNet` on the pure-TensorFlow path (`tfp_mnf.ops.force_composite()`);
+- `mnf_xla`: `MNFLeNet` in `tf.function(jit_compile=True)` (composite ops, XLA-compiled);
+- `flipout`: LeNet of `tfp.layers.Convolution2DFlipout` / `DenseFlipout`;
+- `reparameterization`: LeNet of the `*Reparameterization` layers;
+- `plain`: deterministic `LeNet`, the speed floor.
+All are LeNet 20-50-500-10 on 28x28x1 inputs, float32, Adam 1e-3, cross-entropy plus the sum
+of `model.losses` (the KLs scaled by 1 / 60000). Timed steps are interleaved across the
+variants in rounds, so a change in machine load hits every variant alike; median and min
+over all timed steps. Also the prediction throughput of the Bayesian models: a 100-sample
+Monte Carlo predictive over 1,000 images (each sample a `tf.function` forward pass of 500
+images, `training=False`), reported as images per second of that whole predictive
+(1,000 / seconds). Peak resident memory: each variant in a fresh subprocess (import, build,
+train steps, prediction), reporting its `ru_maxrss` and the growth over the RSS after the
+imports; `--memory inprocess` reports the growth of this process's peak instead (a lower
+bound once an earlier variant set a higher peak), `--memory off` skips it.
+
+Usage:
+  python benchmarks/bench_models.py [--batch_sizes 64,128] [--steps 100] [--warmup 10]
+      [--output benchmarks/bench_models.json] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+import tf_keras
+
+import tfp_mnf
+from tfp_mnf import models, ops
+
+NUM_TRAIN = 60000
+IMAGE_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+VARIANTS = ("mnf_fused", "mnf_composite", "mnf_xla", "flipout", "reparameterization", "plain")
+PREDICT_VARIANTS = ("mnf_fused", "mnf_composite", "flipout")
+PREDICT_BATCH = 500
+
+
+def build_model(variant: str) -> tf_keras.Model:
+    """A fresh, built LeNet 20-50-500-10 of `variant` (one of `VARIANTS`)."""
+    kl_scale = 1.0 / NUM_TRAIN
+    if variant.startswith("mnf"):
+        model = models.MNFLeNet(kl_scale=kl_scale, seed=0)
+    elif variant == "flipout":
+        model = models.FlipoutLeNet(kl_scale=kl_scale)
+    elif variant == "reparameterization":
+        model = models.ReparameterizationLeNet(kl_scale=kl_scale)
+    elif variant == "plain":
+        model = models.LeNet()
+    else:
+        raise ValueError(f"`variant` must be one of {VARIANTS}, got {variant!r}.")
+    return model
+
+
+class Runner:
+    """One variant's model, optimizer and compiled train/predict functions.
+
+    The ops of the `mnf_composite` variant are built inside `ops.force_composite()`; the
+    dispatch happens at tracing time, so every call enters it (cheap) in case of a retrace.
+    """
+
+    def __init__(self, variant: str) -> None:
+        self.variant = variant
+        with self._op_path():  # Keras calls the layers once while building the Sequential
+            self.model = build_model(variant)
+        self.optimizer = tf_keras.optimizers.Adam(1e-3)
+        # Slots created now, not in the first trace (which would then trace a second time).
+        self.optimizer.build(self.model.trainable_variables)
+        loss_fn = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        model, optimizer = self.model, self.optimizer
+
+        def train_step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+            with tf.GradientTape() as tape:
+                logits = model(x, training=True)
+                loss = loss_fn(y, logits)
+                if model.losses:
+                    loss += tf.add_n(model.losses)
+            variables = model.trainable_variables
+            optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+            return loss
+
+        def predict(x: tf.Tensor) -> tf.Tensor:
+            return tf.nn.softmax(model(x, training=False))
+
+        self.train_step = tf.function(train_step, jit_compile=variant == "mnf_xla")
+        self.predict = tf.function(predict)
+
+    def _op_path(self) -> contextlib.AbstractContextManager:
+        if self.variant == "mnf_composite":
+            return ops.force_composite()
+        return contextlib.nullcontext()
+
+    def _call(self, fn: Callable[..., tf.Tensor], *args: tf.Tensor) -> np.ndarray:
+        with self._op_path():
+            return fn(*args).numpy()
+
+    def step(self, x: tf.Tensor, y: tf.Tensor) -> float:
+        """Runs one training step; returns its wall time in milliseconds."""
+        start = time.perf_counter()
+        loss = self._call(self.train_step, x, y)
+        elapsed = 1e3 * (time.perf_counter() - start)
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"{self.variant}: non-finite loss {loss}")
+        return elapsed
+
+    def predictive(self, images: tf.Tensor, num_samples: int) -> np.ndarray:
+        """The Monte Carlo predictive `[N, classes]` averaged over `num_samples` passes."""
+        total = 0.0
+        for _ in range(num_samples):
+            total += np.concatenate(
+                [
+                    self._call(self.predict, images[i : i + PREDICT_BATCH])
+                    for i in range(0, images.shape[0], PREDICT_BATCH)
+                ]
+            )
+        return total / num_samples
+
+    def tracing_counts(self) -> dict[str, int]:
+        """How often each compiled function was traced (1 each: no retracing)."""
+        return {
+            "train_step": self.train_step.experimental_get_tracing_count(),
+            "predict": self.predict.experimental_get_tracing_count(),
+        }
+
+
+def synthetic_batch(batch: int, seed: int = 0) -> tuple[tf.Tensor, tf.Tensor]:
+    """MNIST-shaped inputs in [0, 1] and integer labels (speed does not depend on content)."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(size=(batch, *IMAGE_SHAPE)).astype(np.float32)
+    y = rng.integers(0, NUM_CLASSES, size=batch).astype(np.int32)
+    return tf.constant(x), tf.constant(y)
+
+
+def time_training(
+    variants: tuple[str, ...], batch: int, steps: int, warmup: int, rounds: int
+) -> dict[str, dict]:
+    """Median/min ms per training step of each variant, timed steps interleaved in rounds."""
+    x, y = synthetic_batch(batch)
+    runners = {}
+    for variant in variants:
+        rss_before = _rss_mib()
+        tf_keras.utils.set_random_seed(0)
+        runner = Runner(variant)
+        start = time.perf_counter()
+        runner.step(x, y)  # traces (and compiles, for XLA)
+        trace_s = time.perf_counter() - start
+        for _ in range(warmup):
+            runner.step(x, y)
+        runners[variant] = (runner, trace_s, _rss_mib() - rss_before)
+    times = {variant: [] for variant in variants}
+    per_round = [steps // rounds + (i < steps % rounds) for i in range(rounds)]
+    for count in per_round:
+        for variant in variants:
+            runner = runners[variant][0]
+            times[variant] += [runner.step(x, y) for _ in range(count)]
+    return {
+        variant: {
+            "median_ms": float(np.median(times[variant])),
+            "min_ms": float(np.min(times[variant])),
+            "steps": len(times[variant]),
+            "first_call_s": runners[variant][1],
+            "tracing_counts": runners[variant][0].tracing_counts(),
+            "peak_rss_growth_mib": runners[variant][2],
+        }
+        for variant in variants
+    }
+
+
+def time_prediction(variant: str, num_images: int, num_samples: int) -> dict:
+    """Images per second of a `num_samples`-pass predictive over `num_images` images."""
+    tf_keras.utils.set_random_seed(0)
+    runner = Runner(variant)
+    images, _ = synthetic_batch(num_images, seed=1)
+    runner.predictive(images, 1)  # traces
+    start = time.perf_counter()
+    probs = runner.predictive(images, num_samples)
+    seconds = time.perf_counter() - start
+    if not np.allclose(probs.sum(axis=-1), 1.0, atol=1e-4):
+        raise FloatingPointError(f"{variant}: the predictive does not sum to 1")
+    return {
+        "images_per_s": num_images / seconds,
+        "seconds": seconds,
+        "num_images": num_images,
+        "num_samples": num_samples,
+    }
+
+
+def _rss_mib() -> float:
+    """This process's peak resident memory in MiB (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def memory_probe(variant: str, batch: int, steps: int, num_images: int) -> dict:
+    """Peak RSS of building and training `variant` (and predicting, if Bayesian) here."""
+    before = _rss_mib()
+    runner = Runner(variant)
+    x, y = synthetic_batch(batch)
+    for _ in range(steps):
+        runner.step(x, y)
+    if variant in PREDICT_VARIANTS:
+        runner.predictive(synthetic_batch(num_images, seed=1)[0], 2)
+    peak = _rss_mib()
+    return {"peak_rss_mib": peak, "growth_mib": peak - before}
+
+
+def memory_in_subprocesses(
+    variants: tuple[str, ...], batch: int, steps: int, num_images: int
+) -> dict[str, dict]:
+    """`memory_probe` of each variant in a fresh Python process."""
+    results = {}
+    for variant in variants:
+        command = [
+            sys.executable,
+            os.path.abspath(__file__),
+            f"--memory_probe={variant}",
+            f"--batch_sizes={batch}",
+            f"--steps={steps}",
+            f"--predict_images={num_images}",
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        results[variant] = json.loads(done.stdout.strip().splitlines()[-1])
+    return results
+
+
+def _ratio(value: float, reference: float | None) -> str:
+    return "-" if reference is None else f"{value / reference:.2f}"
+
+
+def format_table(result: dict) -> str:
+    """Markdown tables: training step times with ratios, prediction, memory."""
+    lines = [
+        "| batch | model | median ms | min ms | / flipout | / plain |",
+        "|---|---|---|---|---|---|",
+    ]
+    for batch, rows in result["training"].items():
+        flipout = rows.get("flipout", {}).get("median_ms")
+        plain = rows.get("plain", {}).get("median_ms")
+        for variant, row in rows.items():
+            lines.append(
+                f"| {batch} | {variant} | {row['median_ms']:.1f} | {row['min_ms']:.1f} | "
+                f"{_ratio(row['median_ms'], flipout)} | {_ratio(row['median_ms'], plain)} |"
+            )
+    prediction = result["prediction"]
+    if prediction:
+        flipout = prediction.get("flipout", {}).get("images_per_s")
+        first = next(iter(prediction.values()))
+        lines += [
+            "",
+            f"| prediction ({first['num_samples']} samples x {first['num_images']} images) "
+            "| images/s | / flipout |",
+            "|---|---|---|",
+        ]
+        for variant, row in prediction.items():
+            lines.append(
+                f"| {variant} | {row['images_per_s']:.0f} | "
+                f"{_ratio(row['images_per_s'], flipout)} |"
+            )
+    if result["memory"]:
+        lines += ["", f"| memory ({result['memory_mode']}) | peak RSS MiB | growth MiB |",
+                  "|---|---|---|"]
+        for variant, row in result["memory"].items():
+            peak = row.get("peak_rss_mib")
+            peak_cell = "-" if peak is None else f"{peak:.0f}"
+            lines.append(f"| {variant} | {peak_cell} | {row['growth_mib']:.0f} |")
+    return "\n".join(lines)
+
+
+def _positive_ints(text: str) -> tuple[int, ...]:
+    values = tuple(int(v) for v in text.split(","))
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive ints like 64,128, got {text!r}")
+    return values
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line flags; `--quick` shrinks everything to a smoke test."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch_sizes", type=_positive_ints, default=(64, 128))
+    parser.add_argument("--steps", type=int, default=100, help="timed steps per variant")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps after tracing")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaving rounds")
+    parser.add_argument("--predict_images", type=int, default=1000)
+    parser.add_argument("--predict_samples", type=int, default=100)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument(
+        "--memory", choices=("subprocess", "inprocess", "off"), default="subprocess"
+    )
+    parser.add_argument("--output", default="bench_models.json", help="JSON result path")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: batch 16, 3 steps, 1 warm-up, 2 samples x 50 images, in-process memory",
+    )
+    parser.add_argument("--memory_probe", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.batch_sizes, args.steps, args.warmup, args.rounds = (16,), 3, 1, 1
+        args.predict_images, args.predict_samples, args.memory = 50, 2, "inprocess"
+    args.variants = tuple(args.variants.split(","))
+    for variant in args.variants:
+        if variant not in VARIANTS:
+            parser.error(f"--variants: unknown {variant!r}, expected some of {VARIANTS}")
+    if min(args.steps, args.rounds, args.predict_images, args.predict_samples) < 1:
+        parser.error("--steps, --rounds, --predict_images, --predict_samples must be >= 1")
+    if args.warmup < 0:
+        parser.error("--warmup must be >= 0")
+    return args
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Runs the benchmark described by `args`; returns the JSON-ready result."""
+    result = {
+        "tensorflow": tf.__version__,
+        "tensorflow_probability": tfp.__version__,
+        "tfp_mnf": tfp_mnf.__version__,
+        "fused_ops_available": ops.fused_available(),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "load_before": os.getloadavg(),
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "training": {},
+        "prediction": {},
+        "memory": {},
+        "memory_mode": args.memory,
+    }
+    if not ops.fused_available():
+        print("WARNING: fused ops unavailable: mnf_fused runs the composite path", flush=True)
+    for batch in args.batch_sizes:
+        result["training"][str(batch)] = time_training(
+            args.variants, batch, args.steps, args.warmup, args.rounds
+        )
+    for variant in PREDICT_VARIANTS:
+        if variant in args.variants:
+            result["prediction"][variant] = time_prediction(
+                variant, args.predict_images, args.predict_samples
+            )
+    result["load_after_timing"] = os.getloadavg()
+    if args.memory == "subprocess":
+        result["memory"] = memory_in_subprocesses(
+            args.variants, max(args.batch_sizes), max(args.warmup, 3), args.predict_images
+        )
+    elif args.memory == "inprocess":
+        first = result["training"][str(args.batch_sizes[0])]
+        result["memory"] = {
+            variant: {"peak_rss_mib": None, "growth_mib": row["peak_rss_growth_mib"]}
+            for variant, row in first.items()
+        }
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Runs the benchmark, prints the tables and writes the JSON."""
+    args = parse_args(argv)
+    if args.memory_probe:
+        probe = memory_probe(
+            args.memory_probe, args.batch_sizes[0], args.steps, args.predict_images
+        )
+        print(json.dumps(probe))
+        return
+    result = run(args)
+    print(
+        f"TensorFlow {result['tensorflow']}, {result['cpus']} CPUs, load before "
+        f"{result['load_before'][0]:.2f} / after {result['load_after_timing'][0]:.2f}, "
+        f"{args.steps} timed steps after {args.warmup} warm-up, float32"
+    )
+    print(format_table(result))
+    with open(args.output, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
