@@ -1,7 +1,9 @@
 // CPU kernels (float32, float64) of the element-wise dense ops around the two tf.matmul of
 // the dense MNF layer: MnfDenseScaledInputs, MnfClippedVariance, MnfDenseEpilogue and their
 // gradients. Each is one threaded pass; the epilogue generates eps row by row in chunks and
-// its gradient regenerates it from the seed (Louizos & Welling 2017, Algorithm 1).
+// its gradient regenerates it from the seed (Louizos & Welling 2017, Algorithm 1). The maths
+// are the functions of local_reparam_math.h, written as Eigen packet expressions where the
+// scalar form would not vectorize (exp, sqrt).
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
@@ -112,7 +114,7 @@ class DenseScaledInputsGradOp : public OpKernel {
   }
 };
 
-// log_std -> sigma^2 = exp(2 min(log_std, log max_std)).
+// log_std -> sigma^2 = exp(2 min(log_std, log max_std)) (ClippedSquare on packets).
 template <typename T>
 class ClippedVarianceOp : public OpKernel {
  public:
@@ -132,7 +134,7 @@ class ClippedVarianceOp : public OpKernel {
   T log_max_;
 };
 
-// d log_std = 2 sigma^2 g where log_std <= log max_std, else 0 (the clip's mask).
+// d log_std = 2 sigma^2 g where log_std <= log max_std, else 0 (ClipMask on packets).
 template <typename T>
 class ClippedVarianceGradOp : public OpKernel {
  public:
@@ -186,7 +188,7 @@ class DenseEpilogueOp : public OpKernel {
                                                const ConstVectorMap<T>& eps) {
           VectorMap<T> std(std_p + first, count);
           std = (ConstVectorMap<T>(var + first, count) + bias_var.segment(j0, count)).sqrt();
-          // out = mu + sqrt(var) eps (Algorithm 1, local reparameterization).
+          // out = mu + sqrt(var) eps (Sample on packets; Algorithm 1, local reparameterization).
           VectorMap<T>(out_p + first, count) =
               ConstVectorMap<T>(mu + first, count) + bias.segment(j0, count) + std * eps;
         });
@@ -244,7 +246,7 @@ class DenseEpilogueGradOp : public OpKernel {
                                                  const ConstVectorMap<T>& eps) {
             const ConstVectorMap<T> g_row(g + first, count);
             VectorMap<T> gv_row(gv + first, count);
-            // d out / d var = g eps / (2 std).
+            // d out / d var = g eps / (2 std) (VarGrad on packets).
             gv_row = g_row * eps / (T(2) * ConstVectorMap<T>(std_p + first, count));
             sum_g.segment(j0, count) += g_row;
             sum_gv.segment(j0, count) += gv_row;

@@ -1,6 +1,6 @@
 // Standalone check of the CUDA kernels (conv epilogue and the dense element-wise ops) against
-// the scalar CPU maths of local_reparam_math.h on random data (float and double). Exit status 0 when every output
-// and gradient agrees within tolerance; prints the worst differences.
+// the scalar CPU maths of local_reparam_math.h on random data (float and double). Exit status
+// 0 when every output and gradient agrees within tolerance; prints the worst differences.
 #include <cuda_runtime.h>
 
 #include <cmath>
