@@ -31,9 +31,18 @@ using VectorMap = Eigen::Map<Vector<T>>;
 template <typename T>
 using ConstVectorMap = Eigen::Map<const Vector<T>>;
 
-// Runs fn(begin, end) over [0, n) on the thread pool, `cycles` per element.
+// Below this many estimated cycles a pass runs on the calling thread: waking pool threads
+// costs more than it saves (measured on the 2-core machine, where other work competes).
+constexpr double kMinParallelCycles = 4e5;
+
+// Runs fn(begin, end) over [0, n), an item costing `cycles` (compute and memory traffic): on
+// the calling thread when the pass is small, else split over the thread pool.
 template <typename Fn>
 void ParallelRange(OpKernelContext* ctx, int64_t n, double cycles, Fn fn) {
+  if (n * cycles < kMinParallelCycles) {
+    fn(0, n);
+    return;
+  }
   ctx->eigen_device<CPUDevice>().parallelFor(n, Eigen::TensorOpCost(0, 0, cycles),
                                              [&](Index begin, Index end) { fn(begin, end); });
 }
@@ -72,15 +81,14 @@ class DenseScaledInputsOp : public OpKernel {
     Tensor *xz, *x_sq;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, in.x.shape(), &xz));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, in.x.shape(), &x_sq));
-    const T* __restrict x = in.x.flat<T>().data();
-    const T* __restrict z = in.z.flat<T>().data();
-    T* __restrict xz_p = xz->flat<T>().data();
-    T* __restrict x2_p = x_sq->flat<T>().data();
+    const T* x = in.x.flat<T>().data();
+    const T* z = in.z.flat<T>().data();
+    T* xz_p = xz->flat<T>().data();
+    T* x2_p = x_sq->flat<T>().data();
     ParallelRange(ctx, in.x.NumElements(), 2, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        xz_p[i] = x[i] * z[i];
-        x2_p[i] = x[i] * x[i];
-      }
+      const ConstVectorMap<T> x_part(x + begin, end - begin);
+      VectorMap<T>(xz_p + begin, end - begin) = x_part * ConstVectorMap<T>(z + begin, end - begin);
+      VectorMap<T>(x2_p + begin, end - begin) = x_part.square();
     });
   }
 };
@@ -99,17 +107,20 @@ class DenseScaledInputsGradOp : public OpKernel {
     Tensor *dx, *dz;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, in.x.shape(), &dx));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, in.x.shape(), &dz));
-    const T* __restrict g_xz = ctx->input(0).flat<T>().data();
-    const T* __restrict g_x2 = ctx->input(1).flat<T>().data();
-    const T* __restrict x = in.x.flat<T>().data();
-    const T* __restrict z = in.z.flat<T>().data();
-    T* __restrict dx_p = dx->flat<T>().data();
-    T* __restrict dz_p = dz->flat<T>().data();
-    ParallelRange(ctx, in.x.NumElements(), 4, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        dx_p[i] = g_xz[i] * z[i] + T(2) * x[i] * g_x2[i];
-        dz_p[i] = g_xz[i] * x[i];
-      }
+    const T* g_xz = ctx->input(0).flat<T>().data();
+    const T* g_x2 = ctx->input(1).flat<T>().data();
+    const T* x = in.x.flat<T>().data();
+    const T* z = in.z.flat<T>().data();
+    T* dx_p = dx->flat<T>().data();
+    T* dz_p = dz->flat<T>().data();
+    ParallelRange(ctx, in.x.NumElements(), 3, [&](int64_t begin, int64_t end) {
+      const int64_t count = end - begin;
+      const ConstVectorMap<T> g_xz_part(g_xz + begin, count);
+      const ConstVectorMap<T> x_part(x + begin, count);
+      VectorMap<T>(dx_p + begin, count) =
+          g_xz_part * ConstVectorMap<T>(z + begin, count) +
+          T(2) * x_part * ConstVectorMap<T>(g_x2 + begin, count);
+      VectorMap<T>(dz_p + begin, count) = g_xz_part * x_part;
     });
   }
 };
@@ -126,8 +137,12 @@ class ClippedVarianceOp : public OpKernel {
     const Tensor& log_std = ctx->input(0);
     Tensor* variance = nullptr;
     OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, log_std.shape(), &variance));
-    variance->flat<T>().device(ctx->eigen_device<CPUDevice>()) =
-        (log_std.flat<T>().cwiseMin(log_max_) * T(2)).exp();
+    const T* ls = log_std.flat<T>().data();
+    T* v = variance->flat<T>().data();
+    ParallelRange(ctx, log_std.NumElements(), 3, [&](int64_t begin, int64_t end) {
+      VectorMap<T>(v + begin, end - begin) =
+          (ConstVectorMap<T>(ls + begin, end - begin).min(log_max_) * T(2)).exp();
+    });
   }
 
  private:
@@ -149,10 +164,17 @@ class ClippedVarianceGradOp : public OpKernel {
     Tensor* grad_log_std = nullptr;
     OP_REQUIRES_OK(ctx,
                    ctx->forward_input_or_allocate_output({0}, 0, log_std.shape(), &grad_log_std));
-    const auto ls = log_std.flat<T>();
-    grad_log_std->flat<T>().device(ctx->eigen_device<CPUDevice>()) =
-        (ls <= ls.constant(log_max_))
-            .select(ctx->input(0).flat<T>() * ctx->input(2).flat<T>() * T(2), ls.constant(T(0)));
+    const T* g = ctx->input(0).flat<T>().data();
+    const T* ls = log_std.flat<T>().data();
+    const T* v = ctx->input(2).flat<T>().data();
+    T* d_ls = grad_log_std->flat<T>().data();
+    ParallelRange(ctx, log_std.NumElements(), 2, [&](int64_t begin, int64_t end) {
+      const int64_t count = end - begin;
+      const ConstVectorMap<T> g_part(g + begin, count);
+      const ConstVectorMap<T> v_part(v + begin, count);
+      VectorMap<T>(d_ls + begin, count) =
+          (ConstVectorMap<T>(ls + begin, count) <= log_max_).select(T(2) * g_part * v_part, T(0));
+    });
   }
 
  private:
@@ -182,7 +204,7 @@ class DenseEpilogueOp : public OpKernel {
     const T* var = in.second.flat<T>().data();
     T* out_p = out->flat<T>().data();
     T* std_p = stddev->flat<T>().data();
-    ParallelRange(ctx, in.batch, 80.0 * n, [&](int64_t begin, int64_t end) {
+    ParallelRange(ctx, in.batch, 8.0 * n, [&](int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row) {
         ForRowPieces<T>(in.stream, row, n, [&](int64_t first, int64_t j0, int64_t count,
                                                const ConstVectorMap<T>& eps) {
@@ -234,7 +256,7 @@ class DenseEpilogueGradOp : public OpKernel {
     const T* std_p = in.second.flat<T>().data();
     T* gv = grad_var->flat<T>().data();
     T* partial_p = partial.flat<T>().data();
-    ParallelRange(ctx, shards, 90.0 * rows_per_shard * n, [&](int64_t begin, int64_t end) {
+    ParallelRange(ctx, shards, 9.0 * rows_per_shard * n, [&](int64_t begin, int64_t end) {
       for (int64_t shard = begin; shard < end; ++shard) {
         VectorMap<T> sum_g(partial_p + shard * 2 * n, n);
         VectorMap<T> sum_gv(partial_p + (shard * 2 + 1) * n, n);
