@@ -307,3 +307,16 @@ def test_mixed_precision_policy_computes_in_float32_and_returns_float16():
     assert layer.kernel_mean.dtype == tf.float32
     assert layer.losses[0].dtype == tf.float32
     assert np.all(np.isfinite(out.numpy())) and np.isfinite(layer.losses[0].numpy())
+
+
+def test_kl_is_added_when_training_or_unspecified_but_not_in_prediction():
+    layer = DenseMNF(2, seed=0)
+    x = tf.ones([3, 4])
+    layer(x, training=False)
+    assert layer.losses == [], "predict/evaluate (training=False) need no KL"
+    layer(x, training=True)
+    assert len(layer.losses) == 1
+    layer(x)
+    assert len(layer.losses) == 1
+    layer(x, sample=False)
+    assert layer.losses == []
