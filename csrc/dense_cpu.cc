@@ -1,9 +1,9 @@
 // CPU kernels (float32, float64) of the element-wise dense ops around the two tf.matmul of
 // the dense MNF layer: MnfDenseScaledInputs, MnfClippedVariance, MnfDenseEpilogue and their
-// gradients. Each is one threaded pass; the epilogue generates eps row by row in chunks and
-// its gradient regenerates it from the seed (Louizos & Welling 2017, Algorithm 1). The maths
-// are the functions of local_reparam_math.h, written as Eigen packet expressions where the
-// scalar form would not vectorize (exp, sqrt).
+// gradients. Each is one pass, split over the thread pool when large; the epilogue generates
+// eps row by row in chunks and its gradient regenerates it from the seed (Louizos & Welling
+// 2017, Algorithm 1). The maths are the functions of local_reparam_math.h, written as Eigen
+// packet expressions where the scalar form would not vectorize (exp, sqrt).
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
@@ -208,11 +208,11 @@ class DenseEpilogueOp : public OpKernel {
       for (int64_t row = begin; row < end; ++row) {
         ForRowPieces<T>(in.stream, row, n, [&](int64_t first, int64_t j0, int64_t count,
                                                const ConstVectorMap<T>& eps) {
-          VectorMap<T> std(std_p + first, count);
-          std = (ConstVectorMap<T>(var + first, count) + bias_var.segment(j0, count)).sqrt();
+          VectorMap<T> std_row(std_p + first, count);
+          std_row = (ConstVectorMap<T>(var + first, count) + bias_var.segment(j0, count)).sqrt();
           // out = mu + sqrt(var) eps (Sample on packets; Algorithm 1, local reparameterization).
           VectorMap<T>(out_p + first, count) =
-              ConstVectorMap<T>(mu + first, count) + bias.segment(j0, count) + std * eps;
+              ConstVectorMap<T>(mu + first, count) + bias.segment(j0, count) + std_row * eps;
         });
       }
     });
