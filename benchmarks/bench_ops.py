@@ -1,9 +1,10 @@
 """Times the fused local-reparameterization ops against the composite TensorFlow path.
 
-Prints one table: median milliseconds of >= 50 timed runs after warm-up, for the fused
-kernels, the composite path in graph mode (`tf.function`) and the composite path under XLA
-(`tf.function(jit_compile=True)`), forward and forward+backward, and the ratio fused /
-composite-graph. Usage: `python benchmarks/bench_ops.py [--runs 50]`.
+Prints one table: median milliseconds of >= 50 timed runs after warm-up (the three paths
+take turns in each run), for the fused kernels, the composite path in graph mode
+(`tf.function`) and the composite path under XLA (`tf.function(jit_compile=True)`), forward
+and forward+backward, and the ratio fused / composite-graph.
+Usage: `python benchmarks/bench_ops.py [--runs 50]`.
 """
 
 import argparse
@@ -49,26 +50,27 @@ def _functions(op: callable, args: list, extra: dict) -> tuple:
     return forward, forward_backward
 
 
-def _median_ms(fn: callable, runs: int) -> float:
-    for _ in range(5):
-        fn()
-    times = []
+def _median_ms(fns: dict, runs: int) -> dict:
+    """Median milliseconds of each function; the functions take turns in every run, so that
+    load from other processes shifts them alike."""
+    for fn in fns.values():
+        for _ in range(5):
+            fn()
+    times = {label: [] for label in fns}
     for _ in range(runs):
-        start = time.perf_counter()
-        tf.nest.map_structure(lambda t: t.numpy(), fn())
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
+        for label, fn in fns.items():
+            start = time.perf_counter()
+            tf.nest.map_structure(lambda t: t.numpy(), fn())
+            times[label].append(time.perf_counter() - start)
+    return {label: 1e3 * float(np.median(t)) for label, t in times.items()}
 
 
 def _row(name: str, ops: dict, args: list, extra: dict, runs: int) -> str:
-    cells = []
-    for mode in (0, 1):
-        ms = {}
-        for label, (op, jit) in ops.items():
-            fn = _functions(op, args, extra)[mode]
-            ms[label] = _median_ms(tf.function(fn, jit_compile=jit), runs)
-        cells.append(ms)
-    fwd, fb = cells
+    fwd, fb = (
+        _median_ms({label: tf.function(_functions(op, args, extra)[mode], jit_compile=jit)
+                    for label, (op, jit) in ops.items()}, runs)
+        for mode in (0, 1)
+    )
     return (f"| {name} | {fwd['fused']:.3f} | {fwd['graph']:.3f} | {fwd['xla']:.3f} | "
             f"{fwd['fused'] / fwd['graph']:.2f} | {fb['fused']:.3f} | {fb['graph']:.3f} | "
             f"{fb['xla']:.3f} | {fb['fused'] / fb['graph']:.2f} |")
