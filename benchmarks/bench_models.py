@@ -8,16 +8,18 @@ KL terms, backward pass, Adam update) inside one `tf.function` after warm-up, fo
 - `flipout`: LeNet of `tfp.layers.Convolution2DFlipout` / `DenseFlipout`;
 - `reparameterization`: LeNet of the `*Reparameterization` layers;
 - `plain`: deterministic `LeNet`, the speed floor.
-All are LeNet 20-50-500-10 on 28x28x1 inputs, float32, Adam 1e-3, cross-entropy plus the sum
-of `model.losses` (the KLs scaled by 1 / 60000). Timed steps are interleaved across the
-variants in rounds, so a change in machine load hits every variant alike; median and min
-over all timed steps. Also the prediction throughput of the Bayesian models: a 100-sample
+All are LeNet 20-50-500-10 on 28x28x1 inputs, float32, Adam 1e-3 (`--optimizer`: one fused
+ResourceApplyAdam kernel per variable by default, or tf_keras' current Adam), cross-entropy
+plus the sum of `model.losses` (the KLs scaled by 1 / 60000). Timed steps are interleaved
+across the variants in rounds, so a change in machine load hits every variant alike; median
+and min over all timed steps. Also the prediction throughput of the Bayesian models: a 100-sample
 Monte Carlo predictive over 1,000 images (each sample a `tf.function` forward pass of 500
 images, `training=False`), reported as images per second of that whole predictive
 (1,000 / seconds). Peak resident memory: each variant in a fresh subprocess (import, build,
-train steps, prediction), reporting its `ru_maxrss` and the growth over the RSS after the
-imports; `--memory inprocess` reports the growth of this process's peak instead (a lower
-bound once an earlier variant set a higher peak), `--memory off` skips it.
+train steps, prediction), reporting its peak RSS (VmHWM) and the growth over the RSS after
+the imports; `--memory inprocess` reports, per variant, the growth of this process's peak
+RSS over its RSS before building the variant (peak reset first, where Linux allows it),
+`--memory off` skips it.
 
 Usage:
   python benchmarks/bench_models.py [--batch_sizes 64,128] [--steps 100] [--warmup 10]
@@ -51,6 +53,12 @@ NUM_CLASSES = 10
 VARIANTS = ("mnf_fused", "mnf_composite", "mnf_xla", "flipout", "reparameterization", "plain")
 PREDICT_VARIANTS = ("mnf_fused", "mnf_composite", "flipout")
 PREDICT_BATCH = 500
+# "fused_adam": one ResourceApplyAdam kernel per variable (tf_keras' legacy optimizer);
+# "adam": tf_keras' current Adam, about 27 small ops per variable.
+OPTIMIZERS = {
+    "fused_adam": tf_keras.optimizers.legacy.Adam,
+    "adam": tf_keras.optimizers.Adam,
+}
 
 
 def build_model(variant: str) -> tf_keras.Model:
@@ -76,13 +84,16 @@ class Runner:
     dispatch happens at tracing time, so every call enters it (cheap) in case of a retrace.
     """
 
-    def __init__(self, variant: str) -> None:
+    def __init__(self, variant: str, optimizer: str = "fused_adam") -> None:
         self.variant = variant
         with self._op_path():  # Keras calls the layers once while building the Sequential
             self.model = build_model(variant)
-        self.optimizer = tf_keras.optimizers.Adam(1e-3)
+        self.optimizer = OPTIMIZERS[optimizer](1e-3)
         # Slots created now, not in the first trace (which would then trace a second time).
-        self.optimizer.build(self.model.trainable_variables)
+        if optimizer == "adam":
+            self.optimizer.build(self.model.trainable_variables)
+        else:
+            self.optimizer._create_all_weights(self.model.trainable_variables)
         loss_fn = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         model, optimizer = self.model, self.optimizer
 
@@ -149,15 +160,16 @@ def synthetic_batch(batch: int, seed: int = 0) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 def time_training(
-    variants: tuple[str, ...], batch: int, steps: int, warmup: int, rounds: int
+    variants: tuple[str, ...], batch: int, steps: int, warmup: int, rounds: int, optimizer: str
 ) -> dict[str, dict]:
     """Median/min ms per training step of each variant, timed steps interleaved in rounds."""
     x, y = synthetic_batch(batch)
     runners = {}
     for variant in variants:
+        _reset_peak_rss()
         rss_before = _rss_mib()
         tf_keras.utils.set_random_seed(0)
-        runner = Runner(variant)
+        runner = Runner(variant, optimizer)
         start = time.perf_counter()
         runner.step(x, y)  # traces (and compiles, for XLA)
         trace_s = time.perf_counter() - start
@@ -203,14 +215,37 @@ def time_prediction(variant: str, num_images: int, num_samples: int) -> dict:
 
 
 def _rss_mib() -> float:
-    """This process's peak resident memory in MiB (Linux reports ru_maxrss in KiB)."""
+    """This process's peak resident memory in MiB since start or `_reset_peak_rss`.
+
+    Linux: VmHWM of /proc/self/status (ru_maxrss would carry the parent's peak over fork
+    and exec); elsewhere ru_maxrss.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def memory_probe(variant: str, batch: int, steps: int, num_images: int) -> dict:
+def _reset_peak_rss() -> None:
+    """Resets VmHWM to the current RSS where Linux allows it (no-op elsewhere)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def memory_probe(
+    variant: str, batch: int, steps: int, num_images: int, optimizer: str
+) -> dict:
     """Peak RSS of building and training `variant` (and predicting, if Bayesian) here."""
+    _reset_peak_rss()
     before = _rss_mib()
-    runner = Runner(variant)
+    runner = Runner(variant, optimizer)
     x, y = synthetic_batch(batch)
     for _ in range(steps):
         runner.step(x, y)
@@ -221,7 +256,7 @@ def memory_probe(variant: str, batch: int, steps: int, num_images: int) -> dict:
 
 
 def memory_in_subprocesses(
-    variants: tuple[str, ...], batch: int, steps: int, num_images: int
+    variants: tuple[str, ...], batch: int, steps: int, num_images: int, optimizer: str
 ) -> dict[str, dict]:
     """`memory_probe` of each variant in a fresh Python process."""
     results = {}
@@ -233,6 +268,7 @@ def memory_in_subprocesses(
             f"--batch_sizes={batch}",
             f"--steps={steps}",
             f"--predict_images={num_images}",
+            f"--optimizer={optimizer}",
         ]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         results[variant] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -299,6 +335,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--predict_images", type=int, default=1000)
     parser.add_argument("--predict_samples", type=int, default=100)
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="fused_adam")
     parser.add_argument(
         "--memory", choices=("subprocess", "inprocess", "off"), default="subprocess"
     )
@@ -336,6 +373,7 @@ def run(args: argparse.Namespace) -> dict:
         "load_before": os.getloadavg(),
         "steps": args.steps,
         "warmup": args.warmup,
+        "optimizer": args.optimizer,
         "training": {},
         "prediction": {},
         "memory": {},
@@ -345,7 +383,7 @@ def run(args: argparse.Namespace) -> dict:
         print("WARNING: fused ops unavailable: mnf_fused runs the composite path", flush=True)
     for batch in args.batch_sizes:
         result["training"][str(batch)] = time_training(
-            args.variants, batch, args.steps, args.warmup, args.rounds
+            args.variants, batch, args.steps, args.warmup, args.rounds, args.optimizer
         )
     for variant in PREDICT_VARIANTS:
         if variant in args.variants:
@@ -355,7 +393,11 @@ def run(args: argparse.Namespace) -> dict:
     result["load_after_timing"] = os.getloadavg()
     if args.memory == "subprocess":
         result["memory"] = memory_in_subprocesses(
-            args.variants, max(args.batch_sizes), max(args.warmup, 3), args.predict_images
+            args.variants,
+            max(args.batch_sizes),
+            max(args.warmup, 3),
+            args.predict_images,
+            args.optimizer,
         )
     elif args.memory == "inprocess":
         first = result["training"][str(args.batch_sizes[0])]
@@ -371,7 +413,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.memory_probe:
         probe = memory_probe(
-            args.memory_probe, args.batch_sizes[0], args.steps, args.predict_images
+            args.memory_probe, args.batch_sizes[0], args.steps, args.predict_images, args.optimizer
         )
         print(json.dumps(probe))
         return
@@ -379,7 +421,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"TensorFlow {result['tensorflow']}, {result['cpus']} CPUs, load before "
         f"{result['load_before'][0]:.2f} / after {result['load_after_timing'][0]:.2f}, "
-        f"{args.steps} timed steps after {args.warmup} warm-up, float32"
+        f"{args.steps} timed steps after {args.warmup} warm-up, {args.optimizer}, float32"
     )
     print(format_table(result))
     with open(args.output, "w") as f:
