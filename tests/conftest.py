@@ -13,6 +13,8 @@ def op_path(request):
             yield "composite"
         return
     if not ops.fused_available():
-        pytest.skip("fused op library not built or forced off (pip install -e .; "
-                    "TFP_MNF_FORCE_COMPOSITE unset)")
+        pytest.skip(
+            "fused op library not built or forced off (pip install -e .; "
+            "TFP_MNF_FORCE_COMPOSITE unset)"
+        )
     yield "fused"

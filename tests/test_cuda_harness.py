@@ -24,9 +24,21 @@ def harness(tmp_path_factory):
     binary = tmp_path_factory.mktemp("cuda") / "harness"
     kernels = sorted(str(p) for p in (CSRC / "cuda").glob("*.cu.cc"))
     subprocess.run(
-        [NVCC, "-std=c++17", "-O2", "-x", "cu", f"-I{CSRC}", "-arch=sm_80",
-         str(CSRC / "cuda_harness" / "harness.cu.cc"), *kernels, "-o", str(binary)],
-        check=True)
+        [
+            NVCC,
+            "-std=c++17",
+            "-O2",
+            "-x",
+            "cu",
+            f"-I{CSRC}",
+            "-arch=sm_80",
+            str(CSRC / "cuda_harness" / "harness.cu.cc"),
+            *kernels,
+            "-o",
+            str(binary),
+        ],
+        check=True,
+    )
     return binary
 
 

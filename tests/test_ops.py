@@ -9,22 +9,31 @@ from tfp_mnf.ops import _library, composite, dispatch, fused
 
 MAX_STD = 1.0
 needs_fused = pytest.mark.skipif(
-    not ops.fused_available(), reason="fused op library not built (pip install -e .)")
+    not ops.fused_available(), reason="fused op library not built (pip install -e .)"
+)
 
 
 def dense_args(b, k, n, dtype=np.float64, seed=0):
     """x, z, kernel_mean, kernel_log_std, bias_mean, bias_log_var with some clipped entries."""
     rng = np.random.default_rng(seed)
-    arrays = [rng.normal(size=(b, k)), 1 + 0.3 * rng.normal(size=(b, k)),
-              rng.normal(size=(k, n)), rng.uniform(-3, 0.5, size=(k, n)),
-              rng.normal(size=n), rng.uniform(-4, 0.5, size=n)]
+    arrays = [
+        rng.normal(size=(b, k)),
+        1 + 0.3 * rng.normal(size=(b, k)),
+        rng.normal(size=(k, n)),
+        rng.uniform(-3, 0.5, size=(k, n)),
+        rng.normal(size=n),
+        rng.uniform(-4, 0.5, size=n),
+    ]
     return [tf.constant(a.astype(dtype)) for a in arrays]
 
 
 def conv_args(shape, dtype=np.float64, seed=0):
     rng = np.random.default_rng(seed)
-    arrays = [rng.normal(size=shape), rng.uniform(0.1, 2.0, size=shape),
-              rng.normal(size=(shape[0], shape[-1]))]
+    arrays = [
+        rng.normal(size=shape),
+        rng.uniform(0.1, 2.0, size=shape),
+        rng.normal(size=(shape[0], shape[-1])),
+    ]
     return [tf.constant(a.astype(dtype)) for a in arrays]
 
 
@@ -73,8 +82,9 @@ def test_dense_epilogue_noise_equals_stateless_normal(dtype, shape):
     """mu = 0, var = 1, b = 0 and a vanishing bias variance leave exactly eps."""
     library = _library.load()
     zeros = tf.zeros(shape[1:], dtype)
-    out, stddev = library.mnf_dense_epilogue(tf.zeros(shape, dtype), tf.ones(shape, dtype), zeros,
-                                            zeros - 1000, SEED, max_std=MAX_STD)
+    out, stddev = library.mnf_dense_epilogue(
+        tf.zeros(shape, dtype), tf.ones(shape, dtype), zeros, zeros - 1000, SEED, max_std=MAX_STD
+    )
     expected = tf.random.stateless_normal(shape, SEED, dtype=dtype)
     tol = 1e-6 if dtype == tf.float32 else 1e-13
     np.testing.assert_allclose(out.numpy(), expected.numpy(), atol=tol, rtol=0)
@@ -86,7 +96,8 @@ def test_dense_epilogue_noise_equals_stateless_normal(dtype, shape):
 def test_eps_statistics(dtype):
     shape = [1000, 1000, 1]
     eps = fused.conv_local_reparam_epilogue(
-        tf.zeros(shape, dtype), tf.ones(shape, dtype), tf.zeros([1000, 1], dtype), SEED).numpy()
+        tf.zeros(shape, dtype), tf.ones(shape, dtype), tf.zeros([1000, 1], dtype), SEED
+    ).numpy()
     # 1e6 draws: the mean's std is 1e-3 and the variance's ~1.4e-3.
     assert abs(eps.mean()) < 5e-3
     assert abs(eps.var() - 1) < 7e-3
@@ -102,6 +113,7 @@ def test_eps_statistics(dtype):
 def test_dense_gradients_float64(dims):
     args = dense_args(*dims)
     for i in range(len(args)):
+
         def f(arg, i=i):
             full = list(args)
             full[i] = arg
@@ -117,6 +129,7 @@ def test_dense_gradients_float64(dims):
 def test_conv_gradients_float64(shape):
     args = conv_args(shape)
     for i in range(len(args)):
+
         def f(arg, i=i):
             full = list(args)
             full[i] = arg
@@ -169,10 +182,17 @@ def test_seed_reproducible(op_path):
     np.testing.assert_array_equal(a, b)
     assert np.abs(a - c).min() > 0
     conv = conv_args((2, 3, 3, 4), dtype=np.float32)
-    np.testing.assert_array_equal(ops.conv_local_reparam_epilogue(*conv, seed=[5, 6]),
-                                  ops.conv_local_reparam_epilogue(*conv, seed=[5, 6]))
-    assert np.abs(ops.conv_local_reparam_epilogue(*conv, seed=[5, 6])
-                  - ops.conv_local_reparam_epilogue(*conv, seed=[6, 5])).min() > 0
+    np.testing.assert_array_equal(
+        ops.conv_local_reparam_epilogue(*conv, seed=[5, 6]),
+        ops.conv_local_reparam_epilogue(*conv, seed=[5, 6]),
+    )
+    assert (
+        np.abs(
+            ops.conv_local_reparam_epilogue(*conv, seed=[5, 6])
+            - ops.conv_local_reparam_epilogue(*conv, seed=[6, 5])
+        ).min()
+        > 0
+    )
 
 
 @needs_fused
@@ -221,8 +241,9 @@ def test_force_composite(monkeypatch):
     monkeypatch.setenv(dispatch.FORCE_ENV, "1")
     assert not ops.fused_available()
     graph = tf.function(lambda *a: ops.dense_local_reparam(*a, seed=SEED, max_std=1.0))
-    types = {op.type for op in graph.get_concrete_function(*dense_args(2, 3, 4)).graph
-             .get_operations()}
+    types = {
+        op.type for op in graph.get_concrete_function(*dense_args(2, 3, 4)).graph.get_operations()
+    }
     assert not any(t.startswith("Mnf") for t in types)
 
 
@@ -271,14 +292,17 @@ def test_unknown_batch_in_graph(op_path):
 
 
 @pytest.mark.parametrize("graph", [False, True], ids=["eager", "graph"])
-@pytest.mark.parametrize("index, bad, name", [
-    (0, tf.zeros([2, 3, 1]), "x must be rank 2"),
-    (1, tf.zeros([2, 4]), "z must have"),
-    (2, tf.zeros([4, 2]), "kernel_mean must have"),
-    (3, tf.zeros([3, 3]), "kernel_log_std must have"),
-    (4, tf.zeros([3]), "bias_mean must have"),
-    (5, tf.zeros([1]), "bias_log_var must have"),
-])
+@pytest.mark.parametrize(
+    "index, bad, name",
+    [
+        (0, tf.zeros([2, 3, 1]), "x must be rank 2"),
+        (1, tf.zeros([2, 4]), "z must have"),
+        (2, tf.zeros([4, 2]), "kernel_mean must have"),
+        (3, tf.zeros([3, 3]), "kernel_log_std must have"),
+        (4, tf.zeros([3]), "bias_mean must have"),
+        (5, tf.zeros([1]), "bias_log_var must have"),
+    ],
+)
 def test_dense_shape_errors(op_path, graph, index, bad, name):
     args = dense_args(2, 3, 2, dtype=np.float32)
     args[index] = bad
@@ -340,5 +364,6 @@ def test_dtype_errors():
     with pytest.raises(ValueError, match="max_std must be > 0"):
         ops.dense_local_reparam(*args, seed=SEED, max_std=0.0)
     with pytest.raises(TypeError, match="mu must be a floating tensor"):
-        ops.conv_local_reparam_epilogue(tf.zeros([1, 2], tf.int32), tf.zeros([1, 2], tf.int32),
-                                        tf.zeros([1, 2], tf.int32), SEED)
+        ops.conv_local_reparam_epilogue(
+            tf.zeros([1, 2], tf.int32), tf.zeros([1, 2], tf.int32), tf.zeros([1, 2], tf.int32), SEED
+        )

@@ -74,7 +74,8 @@ def conv_local_reparam_epilogue(
       `[B, ..., C]` sampled pre-activations.
     """
     rank = mu.shape.rank
-    z_b = tf.reshape(z, tf.concat([tf.shape(z)[:1], tf.ones([rank - 2], tf.int32),
-                                   tf.shape(z)[1:]], axis=0))
+    z_b = tf.reshape(
+        z, tf.concat([tf.shape(z)[:1], tf.ones([rank - 2], tf.int32), tf.shape(z)[1:]], axis=0)
+    )
     eps = tf.random.stateless_normal(tf.shape(mu), seed=seed, dtype=mu.dtype)
     return mu * z_b + tf.sqrt(var) * eps
