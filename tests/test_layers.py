@@ -309,14 +309,21 @@ def test_mixed_precision_policy_computes_in_float32_and_returns_float16():
     assert np.all(np.isfinite(out.numpy())) and np.isfinite(layer.losses[0].numpy())
 
 
-def test_kl_is_added_when_training_or_unspecified_but_not_in_prediction():
+
+def test_kl_is_added_on_every_sampling_call_and_not_for_the_posterior_mean():
     layer = DenseMNF(2, seed=0)
     x = tf.ones([3, 4])
-    layer(x, training=False)
-    assert layer.losses == [], "predict/evaluate (training=False) need no KL"
-    layer(x, training=True)
-    assert len(layer.losses) == 1
-    layer(x)
-    assert len(layer.losses) == 1
+    for training in (False, True, None):
+        layer(x, training=training)
+        assert len(layer.losses) == 1
     layer(x, sample=False)
     assert layer.losses == []
+
+
+def test_evaluate_and_predict_work_on_an_input_built_model():
+    """Models built on `Input` keep their construction-time KL: calls must keep adding it."""
+    model = tf_keras.Sequential([tf_keras.Input((4,)), DenseMNF(3, seed=1)])
+    model.compile("adam", tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = np.ones((8, 4), "float32"), np.zeros(8)
+    assert np.isfinite(model.evaluate(x, y, verbose=0))
+    assert model.predict(x, verbose=0).shape == (8, 3)

@@ -40,8 +40,7 @@ class MNFLayer(tf_keras.layers.Layer):
     local-reparameterization step contracts inputs with the kernel; the posterior maths is
     in `tfp_mnf.posterior.MNFPosterior`.
 
-    Every sampling call (`sample=True`, the default) that is not a prediction
-    (`training` is not False) adds
+    Every sampling call (`sample=True`, the default) adds
     `kernel_divergence_fn(kernel_posterior, kernel_prior, None)` and
     `bias_divergence_fn(bias_posterior, bias_prior, None)` to `layer.losses`, so that
     `model.fit` minimizes the negative ELBO. Those functions see unscaled KLs: divide by
@@ -326,13 +325,13 @@ class MNFLayer(tf_keras.layers.Layer):
             the posterior maths (z, flows, KL) runs in the variable dtype, float32 under a
             mixed-precision policy (and so does the sampling step under `mixed_float16`).
             NaNs propagate to the outputs of the affected examples, as in Keras' Dense.
-          training: False (as in `predict` and `evaluate`) skips the KL, which prediction
-            does not need; True or None add it to `losses`. The layer samples whatever the
-            value: `sample` decides that.
+          training: unused (the layer samples whenever `sample` is true, and adds its KL
+            on every sampling call like tfp.layers: Keras models built on `Input`s keep the
+            symbolic KL of their construction, so a call must not drop it), kept for Keras.
           sample: True draws a posterior predictive sample (local reparameterization with
-            fresh z and weight noise); False returns the noise-free posterior-mean output
-            and adds no KL. None uses `sample_by_default` (see
-            `tfp_mnf.layers.posterior_mean`).
+            fresh z and weight noise) and adds the divergences to `losses`; False returns
+            the noise-free posterior-mean output and adds no KL. None uses
+            `sample_by_default` (see `tfp_mnf.layers.posterior_mean`).
 
         Returns:
           The activations.
@@ -357,8 +356,7 @@ class MNFLayer(tf_keras.layers.Layer):
                     if self.use_z
                     else None
                 )
-                if not _is_false(training):
-                    self._add_divergences(kl_seed)
+                self._add_divergences(kl_seed)
         else:
             with variables_in_their_own_dtype():
                 z = self._checked(self.posterior.mean_z(), "z") if self.use_z else None
@@ -448,8 +446,3 @@ def _is_real(value: Any) -> bool:
 def _check_int(arg: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"`{arg}` must be an int >= {minimum}, got {value!r}.")
-
-
-def _is_false(training: Any) -> bool:
-    """Whether Keras' `training` argument is a definite False (not None, not a tensor)."""
-    return training is not None and not isinstance(training, tf.Tensor) and not training

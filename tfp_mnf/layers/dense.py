@@ -16,7 +16,7 @@ class DenseMNF(MNFLayer):
     """Dense layer with a Multiplicative Normalizing Flow posterior over its kernel.
 
     A drop-in for `tfp.layers.DenseFlipout` / `DenseReparameterization`: inputs `[B, K]`,
-    outputs `[B, units]`, and every sampling call in training adds the KL bound to `layer.losses`.
+    outputs `[B, units]`, and every sampling call adds the KL bound to `layer.losses`.
     z has one entry per input unit; one z is drawn per example and the output is sampled
     with the local reparameterization trick (Algorithm 1):
     mu = (x * z) M + b, var = x^2 sigma^2 + sigma_b^2, out = mu + sqrt(var) * eps.

@@ -1,8 +1,7 @@
 """Divergence functions for MNF layers and their (de)serialization.
 
 A layer adds `kernel_divergence_fn(q, p, None)` and `bias_divergence_fn(q, p, None)` to its
-losses on every sampling call except predictions (`training=False`, as in `predict` and
-`evaluate`), so `evaluate` reports the data loss alone. `fit` minimizes the mean data loss per
+losses on every sampling call, like `tfp.layers`. `fit` minimizes the mean data loss per
 example plus the sum of `model.losses`, so for the ELBO of a data set of N examples each
 divergence must be scaled by 1 / N (not by 1 / batch_size): use `ScaledKL(1 / N)` or
 `lambda q, p, _: tfd.kl_divergence(q, p) / N`.
