@@ -62,21 +62,38 @@ class BuildOps(build_ext):
         target.parent.mkdir(parents=True, exist_ok=True)
         cxx = os.environ.get("CXX", "g++")
         opt = shlex.split(os.environ.get("TFP_MNF_CXXFLAGS", "-O3 -march=native"))
-        cflags = [*tf.sysconfig.get_compile_flags(), "-fPIC", "-Wno-deprecated-declarations",
-                  f"-I{CSRC}", *opt]
+        cflags = [
+            *tf.sysconfig.get_compile_flags(),
+            "-fPIC",
+            "-Wno-deprecated-declarations",
+            f"-I{CSRC}",
+            *opt,
+        ]
         with tempfile.TemporaryDirectory() as tmp:
-            jobs = [[cxx, "-c", str(src), "-o", f"{tmp}/{src.stem}.o", *cflags]
-                    for src in sorted(CSRC.glob("*.cc"))]
+            jobs = [
+                [cxx, "-c", str(src), "-o", f"{tmp}/{src.stem}.o", *cflags]
+                for src in sorted(CSRC.glob("*.cc"))
+            ]
             cuda = self._cuda_jobs(tf, tmp, cflags)
             jobs += cuda
             with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
                 list(pool.map(_run, jobs))
             objects = [job[job.index("-o") + 1] for job in jobs]
             cuda_libs = [f"-L{CUDA_HOME}/lib64", "-lcudart_static", "-ldl", "-lrt"] if cuda else []
-            _run([cxx, "-shared", *objects, "-o", str(target), *tf.sysconfig.get_link_flags(),
-                  *cuda_libs])
+            _run(
+                [
+                    cxx,
+                    "-shared",
+                    *objects,
+                    "-o",
+                    str(target),
+                    *tf.sysconfig.get_link_flags(),
+                    *cuda_libs,
+                ]
+            )
         target.with_suffix(".json").write_text(
-            json.dumps({"tf_version": tf.__version__, "cuda": bool(cuda)}))
+            json.dumps({"tf_version": tf.__version__, "cuda": bool(cuda)})
+        )
         print(f"tfp_mnf: built {target} in {time.perf_counter() - start:.1f} s", flush=True)
 
     @staticmethod
@@ -84,16 +101,43 @@ class BuildOps(build_ext):
         """nvcc jobs for csrc/cuda/*.cu.cc plus the GPU kernel registrations, or []."""
         nvcc = shutil.which("nvcc")
         if nvcc is None or not tf.test.is_built_with_cuda():
-            print("tfp_mnf: nvcc or a CUDA build of TensorFlow not found, CUDA kernels skipped",
-                  flush=True)
+            print(
+                "tfp_mnf: nvcc or a CUDA build of TensorFlow not found, CUDA kernels skipped",
+                flush=True,
+            )
             return []
         gencode = [f"-gencode=arch=compute_{a[3:]},code={a}" for a in CUDA_ARCHS]
-        jobs = [[nvcc, "-c", str(src), "-o", f"{tmp}/{src.name}.o", "-x", "cu", "-std=c++17",
-                 "-O3", "-Xcompiler", "-fPIC", f"-I{CSRC}", *gencode]
-                for src in sorted((CSRC / "cuda").glob("*.cu.cc"))]
-        jobs += [[os.environ.get("CXX", "g++"), "-c", str(src), "-o", f"{tmp}/{src.stem}.o",
-                  *cflags, "-DGOOGLE_CUDA=1", f"-I{CUDA_HOME}/include"]
-                 for src in sorted((CSRC / "cuda").glob("*_gpu.cc"))]
+        jobs = [
+            [
+                nvcc,
+                "-c",
+                str(src),
+                "-o",
+                f"{tmp}/{src.name}.o",
+                "-x",
+                "cu",
+                "-std=c++17",
+                "-O3",
+                "-Xcompiler",
+                "-fPIC",
+                f"-I{CSRC}",
+                *gencode,
+            ]
+            for src in sorted((CSRC / "cuda").glob("*.cu.cc"))
+        ]
+        jobs += [
+            [
+                os.environ.get("CXX", "g++"),
+                "-c",
+                str(src),
+                "-o",
+                f"{tmp}/{src.stem}.o",
+                *cflags,
+                "-DGOOGLE_CUDA=1",
+                f"-I{CUDA_HOME}/include",
+            ]
+            for src in sorted((CSRC / "cuda").glob("*_gpu.cc"))
+        ]
         return jobs
 
 

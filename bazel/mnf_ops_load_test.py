@@ -21,14 +21,16 @@ class MnfOpsLoadTest(tf.test.TestCase):
         mu = tf.reshape(tf.range(2 * 3 * 4 * 5, dtype=tf.float32), [2, 3, 4, 5])
         z = tf.random.stateless_uniform([2, 5], seed=[1, 2])
         out = self.ops.mnf_conv_local_reparam_epilogue(
-            mu=mu, var=tf.zeros_like(mu), z=z, seed=tf.constant([3, 4], tf.int64))
+            mu=mu, var=tf.zeros_like(mu), z=z, seed=tf.constant([3, 4], tf.int64)
+        )
         self.assertAllClose(out, mu * z[:, None, None, :], rtol=1e-6, atol=0.0)
 
     def test_noise_is_the_stateless_normal_stream_of_the_seed(self) -> None:
         shape = [2, 3, 4, 5]
         seed = tf.constant([7, 11], tf.int64)
         out = self.ops.mnf_conv_local_reparam_epilogue(
-            mu=tf.zeros(shape), var=tf.fill(shape, 4.0), z=tf.ones([2, 5]), seed=seed)
+            mu=tf.zeros(shape), var=tf.fill(shape, 4.0), z=tf.ones([2, 5]), seed=seed
+        )
         eps = tf.random.stateless_normal(shape, seed=seed)
         self.assertAllClose(out, 2.0 * eps, rtol=1e-5, atol=1e-5)
 

@@ -239,9 +239,7 @@ def _reset_peak_rss() -> None:
         pass
 
 
-def memory_probe(
-    variant: str, batch: int, steps: int, num_images: int, optimizer: str
-) -> dict:
+def memory_probe(variant: str, batch: int, steps: int, num_images: int, optimizer: str) -> dict:
     """Peak RSS of building and training `variant` (and predicting, if Bayesian) here."""
     _reset_peak_rss()
     before = _rss_mib()
@@ -309,8 +307,11 @@ def format_table(result: dict) -> str:
                 f"{_ratio(row['images_per_s'], flipout)} |"
             )
     if result["memory"]:
-        lines += ["", f"| memory ({result['memory_mode']}) | peak RSS MiB | growth MiB |",
-                  "|---|---|---|"]
+        lines += [
+            "",
+            f"| memory ({result['memory_mode']}) | peak RSS MiB | growth MiB |",
+            "|---|---|---|",
+        ]
         for variant, row in result["memory"].items():
             peak = row.get("peak_rss_mib")
             peak_cell = "-" if peak is None else f"{peak:.0f}"

@@ -23,16 +23,24 @@ MAX_STD = 1.0
 
 def _dense_args(b: int, k: int, n: int) -> list:
     rng = np.random.default_rng(0)
-    arrays = [rng.normal(size=(b, k)), 1 + 0.1 * rng.normal(size=(b, k)),
-              0.05 * rng.normal(size=(k, n)), -4 + 0.1 * rng.normal(size=(k, n)),
-              rng.normal(size=n), -6 + 0.1 * rng.normal(size=n)]
+    arrays = [
+        rng.normal(size=(b, k)),
+        1 + 0.1 * rng.normal(size=(b, k)),
+        0.05 * rng.normal(size=(k, n)),
+        -4 + 0.1 * rng.normal(size=(k, n)),
+        rng.normal(size=n),
+        -6 + 0.1 * rng.normal(size=n),
+    ]
     return [tf.Variable(a.astype(np.float32)) for a in arrays]
 
 
 def _conv_args(shape: tuple) -> list:
     rng = np.random.default_rng(0)
-    arrays = [rng.normal(size=shape), rng.uniform(0.01, 1.0, size=shape),
-              1 + 0.1 * rng.normal(size=(shape[0], shape[-1]))]
+    arrays = [
+        rng.normal(size=shape),
+        rng.uniform(0.01, 1.0, size=shape),
+        1 + 0.1 * rng.normal(size=(shape[0], shape[-1])),
+    ]
     return [tf.Variable(a.astype(np.float32)) for a in arrays]
 
 
@@ -67,13 +75,20 @@ def _median_ms(fns: dict, runs: int) -> dict:
 
 def _row(name: str, ops: dict, args: list, extra: dict, runs: int) -> str:
     fwd, fb = (
-        _median_ms({label: tf.function(_functions(op, args, extra)[mode], jit_compile=jit)
-                    for label, (op, jit) in ops.items()}, runs)
+        _median_ms(
+            {
+                label: tf.function(_functions(op, args, extra)[mode], jit_compile=jit)
+                for label, (op, jit) in ops.items()
+            },
+            runs,
+        )
         for mode in (0, 1)
     )
-    return (f"| {name} | {fwd['fused']:.3f} | {fwd['graph']:.3f} | {fwd['xla']:.3f} | "
-            f"{fwd['fused'] / fwd['graph']:.2f} | {fb['fused']:.3f} | {fb['graph']:.3f} | "
-            f"{fb['xla']:.3f} | {fb['fused'] / fb['graph']:.2f} |")
+    return (
+        f"| {name} | {fwd['fused']:.3f} | {fwd['graph']:.3f} | {fwd['xla']:.3f} | "
+        f"{fwd['fused'] / fwd['graph']:.2f} | {fb['fused']:.3f} | {fb['graph']:.3f} | "
+        f"{fb['xla']:.3f} | {fb['fused'] / fb['graph']:.2f} |"
+    )
 
 
 def main() -> None:
@@ -83,23 +98,37 @@ def main() -> None:
     runs = parser.parse_args().runs
     if not fused_available():
         raise SystemExit("fused op library not available: build it with `pip install -e .`")
-    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, load {os.getloadavg()}, "
-          f"median of {runs} runs, milliseconds, float32")
-    print("| shape | fwd fused | fwd graph | fwd XLA | fwd ratio | f+b fused | f+b graph | "
-          "f+b XLA | f+b ratio |")
+    print(
+        f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, load {os.getloadavg()}, "
+        f"median of {runs} runs, milliseconds, float32"
+    )
+    print(
+        "| shape | fwd fused | fwd graph | fwd XLA | fwd ratio | f+b fused | f+b graph | "
+        "f+b XLA | f+b ratio |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
-    dense_ops = {"fused": (fused.dense_local_reparam, False),
-                 "graph": (composite.dense_local_reparam, False),
-                 "xla": (composite.dense_local_reparam, True)}
+    dense_ops = {
+        "fused": (fused.dense_local_reparam, False),
+        "graph": (composite.dense_local_reparam, False),
+        "xla": (composite.dense_local_reparam, True),
+    }
     for b, k, n in DENSE_SHAPES:
-        print(_row(f"dense {b}x{k}x{n}", dense_ops, _dense_args(b, k, n),
-                   {"max_std": MAX_STD}, runs), flush=True)
-    conv_ops = {"fused": (fused.conv_local_reparam_epilogue, False),
-                "graph": (composite.conv_local_reparam_epilogue, False),
-                "xla": (composite.conv_local_reparam_epilogue, True)}
+        print(
+            _row(f"dense {b}x{k}x{n}", dense_ops, _dense_args(b, k, n), {"max_std": MAX_STD}, runs),
+            flush=True,
+        )
+    conv_ops = {
+        "fused": (fused.conv_local_reparam_epilogue, False),
+        "graph": (composite.conv_local_reparam_epilogue, False),
+        "xla": (composite.conv_local_reparam_epilogue, True),
+    }
     for shape in CONV_SHAPES:
-        print(_row(f"conv epilogue {'x'.join(map(str, shape))}", conv_ops, _conv_args(shape),
-                   {}, runs), flush=True)
+        print(
+            _row(
+                f"conv epilogue {'x'.join(map(str, shape))}", conv_ops, _conv_args(shape), {}, runs
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

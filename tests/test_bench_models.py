@@ -14,9 +14,17 @@ def test_quick_run_writes_table_and_json(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     done = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "bench_models.py"), "--quick",
-         f"--variants={','.join(VARIANTS)}", f"--output={output}"],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            os.path.join(ROOT, "benchmarks", "bench_models.py"),
+            "--quick",
+            f"--variants={','.join(VARIANTS)}",
+            f"--output={output}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for variant in VARIANTS:

@@ -309,7 +309,6 @@ def test_mixed_precision_policy_computes_in_float32_and_returns_float16():
     assert np.all(np.isfinite(out.numpy())) and np.isfinite(layer.losses[0].numpy())
 
 
-
 def test_kl_is_added_on_every_sampling_call_and_not_for_the_posterior_mean():
     layer = DenseMNF(2, seed=0)
     x = tf.ones([3, 4])

@@ -40,6 +40,15 @@ def _stale_reason(library: Path) -> str | None:
     return None
 
 
+# The op wrappers the Python side calls: a library built from older sources lacks some.
+REQUIRED_OPS = (
+    "mnf_dense_scaled_inputs",
+    "mnf_clipped_variance",
+    "mnf_dense_epilogue",
+    "mnf_conv_local_reparam_epilogue",
+)
+
+
 @functools.cache
 def load() -> ModuleType | None:
     """Loads the op library once; returns None (after one warning) when it is unusable."""
@@ -47,9 +56,17 @@ def load() -> ModuleType | None:
     reason = _stale_reason(library)
     if reason is None:
         try:
-            return tf.load_op_library(str(library))
+            module = tf.load_op_library(str(library))
         except (tf.errors.NotFoundError, OSError) as err:
             reason = f"loading {library} failed: {err}"
+        else:
+            missing = [name for name in REQUIRED_OPS if not hasattr(module, name)]
+            if not missing:
+                return module
+            reason = (
+                f"{library} is stale: it lacks the ops {missing} "
+                "(rebuild it with `pip install -e .`)"
+            )
     warnings.warn(
         f"tfp_mnf fused ops unavailable, using the composite TensorFlow path: {reason}",
         RuntimeWarning,

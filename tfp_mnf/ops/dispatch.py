@@ -100,8 +100,12 @@ def _check_dense_shapes(
         raise ValueError(f"x must be rank 2 [batch, in_features], got {x.shape}")
     x_shape = x.shape.with_rank(2)
     _require_shape("z", z, x_shape, f"{x_shape} of x")
-    _require_shape("kernel_mean", kernel_mean, [x_shape[1], None],
-                   f"[in_features, out_features] with in_features={x_shape[1]} of x")
+    _require_shape(
+        "kernel_mean",
+        kernel_mean,
+        [x_shape[1], None],
+        f"[in_features, out_features] with in_features={x_shape[1]} of x",
+    )
     m_shape = kernel_mean.shape.with_rank(2)
     _require_shape("kernel_log_std", kernel_log_std, m_shape, f"{m_shape} of kernel_mean")
     out_shape = tf.TensorShape([m_shape[1]])
