@@ -3,39 +3,29 @@
 // pass with eps generated chunk by chunk (Louizos & Welling 2017, Algorithm 1).
 #define EIGEN_USE_THREADS
 
+#include <algorithm>
 #include <cmath>
 
+#include "conv_ops.h"
 #include "cpu_noise.h"
-#include "op_utils.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 
 namespace mnf {
-namespace {
 
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
 using tensorflow::OpKernelContext;
-using tensorflow::Tensor;
 using CPUDevice = Eigen::ThreadPoolDevice;
 using Index = Eigen::DenseIndex;
 
+// One threaded pass over chunks of kChunk elements, eps generated chunk by chunk.
 template <typename T>
-class ConvEpilogueOp : public OpKernel {
- public:
-  explicit ConvEpilogueOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    ConvInputs in;
-    OP_REQUIRES_OK(ctx, in.Read(ctx, 0));
-    Tensor* out = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, in.mu.shape(), &out));
+struct ConvEpilogueFunctor<CPUDevice, T> {
+  tensorflow::Status operator()(OpKernelContext* ctx, const ConvInputs& in, T* o) const {
     const int64_t n = in.mu.NumElements();
-    if (n == 0) return;
+    if (n == 0) return tensorflow::OkStatus();
     const T* mu = in.mu.flat<T>().data();
     const T* var = in.var.flat<T>().data();
     const T* z = in.z.flat<T>().data();
-    T* o = out->flat<T>().data();
     const int64_t c = in.channels;
     const int64_t per_example = in.per_example;
     const int64_t chunks = (n + kChunk - 1) / kChunk;
@@ -61,33 +51,20 @@ class ConvEpilogueOp : public OpKernel {
             }
           }
         });
+    return tensorflow::OkStatus();
   }
 };
 
+// One example per task: dz[b, :] = sum over positions of g * mu stays thread-local.
 template <typename T>
-class ConvEpilogueGradOp : public OpKernel {
- public:
-  explicit ConvEpilogueGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& grad = ctx->input(0);
-    ConvInputs in;
-    OP_REQUIRES_OK(ctx, in.Read(ctx, 1));
-    OP_REQUIRES_OK(ctx, CheckShape("grad", grad, in.mu.shape()));
-    Tensor *dmu, *dvar, *dz;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, in.mu.shape(), &dmu));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, in.mu.shape(), &dvar));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, in.z.shape(), &dz));
-    const T* g = grad.flat<T>().data();
+struct ConvEpilogueGradFunctor<CPUDevice, T> {
+  tensorflow::Status operator()(OpKernelContext* ctx, const ConvInputs& in, const T* g,
+                                T* dmu_p, T* dvar_p, T* dz_p) const {
     const T* mu = in.mu.flat<T>().data();
     const T* var = in.var.flat<T>().data();
     const T* z = in.z.flat<T>().data();
-    T* dmu_p = dmu->flat<T>().data();
-    T* dvar_p = dvar->flat<T>().data();
-    T* dz_p = dz->flat<T>().data();
     const int64_t c = in.channels;
     const int64_t per_example = in.per_example;
-    // One example per task: dz[b, :] = sum over positions of g * mu stays thread-local.
     ctx->eigen_device<CPUDevice>().parallelFor(
         in.batch, Eigen::TensorOpCost(4 * sizeof(T), 2 * sizeof(T), 70.0 * per_example),
         [&](Index begin, Index end) {
@@ -111,18 +88,21 @@ class ConvEpilogueGradOp : public OpKernel {
             }
           }
         });
+    return tensorflow::OkStatus();
   }
 };
 
-#define REGISTER_CONV_CPU(T)                                                               \
-  REGISTER_KERNEL_BUILDER(Name("MnfConvLocalReparamEpilogue")                              \
-                              .Device(tensorflow::DEVICE_CPU)                              \
-                              .TypeConstraint<T>("T"),                                     \
-                          ConvEpilogueOp<T>);                                              \
-  REGISTER_KERNEL_BUILDER(Name("MnfConvLocalReparamEpilogueGrad")                          \
-                              .Device(tensorflow::DEVICE_CPU)                              \
-                              .TypeConstraint<T>("T"),                                     \
-                          ConvEpilogueGradOp<T>);
+namespace {
+
+#define REGISTER_CONV_CPU(T)                                      \
+  REGISTER_KERNEL_BUILDER(Name("MnfConvLocalReparamEpilogue")     \
+                              .Device(tensorflow::DEVICE_CPU)     \
+                              .TypeConstraint<T>("T"),            \
+                          ConvEpilogueOp<CPUDevice, T>);          \
+  REGISTER_KERNEL_BUILDER(Name("MnfConvLocalReparamEpilogueGrad") \
+                              .Device(tensorflow::DEVICE_CPU)     \
+                              .TypeConstraint<T>("T"),            \
+                          ConvEpilogueGradOp<CPUDevice, T>);
 
 REGISTER_CONV_CPU(float);
 REGISTER_CONV_CPU(double);
