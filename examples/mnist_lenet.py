@@ -40,7 +40,7 @@ flags.DEFINE_string("ood_dir", None, "Folder of notMNIST t10k IDX files (out of 
 flags.DEFINE_bool("fake_data", False, "Train on synthetic images instead (smoke test).")
 flags.DEFINE_integer("num_train", None, "Use only the first N training images.")
 flags.DEFINE_integer("num_test", None, "Use only the first N test images.")
-flags.DEFINE_integer("epochs", 15, "Training epochs.")
+flags.DEFINE_integer("epochs", 20, "Training epochs.")
 flags.DEFINE_integer("batch_size", 100, "Batch size.")
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
 flags.DEFINE_float("kl_anneal_epochs", 0.0, "Epochs of linear KL warm-up from 0 to 1 (0: none).")
