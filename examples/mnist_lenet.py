@@ -22,6 +22,7 @@ import os
 import sys
 import time
 
+import mnf_flags
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -31,8 +32,6 @@ from absl import app, flags, logging
 from tfp_mnf import data, evaluate, plotting
 from tfp_mnf.layers import mnf_layers
 from tfp_mnf.models import FlipoutLeNet, LeNet, MNFLeNet
-
-FLOW_KINDS = ["planar", "realnvp", "iaf", "maf"]
 
 flags.DEFINE_string("data_dir", None, "Folder of MNIST-format IDX files; None: Keras download.")
 flags.DEFINE_enum("dataset", "mnist", ["mnist", "fashion_mnist"], "In-distribution data set.")
@@ -44,15 +43,8 @@ flags.DEFINE_integer("epochs", 20, "Training epochs.")
 flags.DEFINE_integer("batch_size", 100, "Batch size.")
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
 flags.DEFINE_float("kl_anneal_epochs", 0.0, "Epochs of linear KL warm-up from 0 to 1 (0: none).")
-flags.DEFINE_enum("q_flow", "realnvp", FLOW_KINDS, "Flow of q(z).")
-flags.DEFINE_integer("num_q_flows", 2, "Number of q(z) flow layers.")
-flags.DEFINE_enum("r_flow", "realnvp", FLOW_KINDS, "Flow of r(z|W).")
-flags.DEFINE_integer("num_r_flows", 2, "Number of r(z|W) flow layers.")
-flags.DEFINE_integer("flow_hidden_units", 50, "Hidden units of each flow's network.")
-flags.DEFINE_float(
-    "kernel_log_std_init", -5.0, "MNF weight log-std init (the layer default is -9)."
-)
-flags.DEFINE_float("z_log_var_init", -3.0, "MNF q(z0) log-variance init (the layer default is -5).")
+mnf_flags.define_mnf_flags()
+flags.adopt_module_key_flags(mnf_flags)
 flags.DEFINE_integer("num_monte_carlo", 20, "Posterior samples per test input.")
 flags.DEFINE_integer("num_bins", 15, "Bins of the expected calibration error.")
 flags.DEFINE_integer("eval_batch_size", 1000, "Inputs per Monte Carlo forward pass.")
@@ -63,15 +55,6 @@ flags.DEFINE_integer("seed", 0, "Random seed.")
 
 FLAGS = flags.FLAGS
 
-ARCHITECTURE_FLAGS = (
-    "q_flow",
-    "num_q_flows",
-    "r_flow",
-    "num_r_flows",
-    "flow_hidden_units",
-    "kernel_log_std_init",
-    "z_log_var_init",
-)
 ROTATION_ANGLES = np.arange(0, 180, 20)
 ROTATED_DIGIT = 9
 
@@ -233,7 +216,7 @@ def main(argv):
         architecture, names = saved["architecture"], saved["models"]
         num_train = saved["num_train"]
     else:
-        architecture = {k: FLAGS[k].value for k in ARCHITECTURE_FLAGS}
+        architecture = mnf_flags.mnf_layer_kwargs()
         names, num_train = None, len(x_train)
     models = build_models(architecture, x_train.shape[1:], num_train)
     if names is not None:

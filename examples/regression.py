@@ -21,6 +21,7 @@ import json
 import os
 import sys
 
+import mnf_flags
 import numpy as np
 import tensorflow as tf
 import tf_keras
@@ -29,7 +30,6 @@ from absl import app, flags
 from tfp_mnf import data, evaluate, plotting
 from tfp_mnf.models import MNFMLP
 
-FLOW_KINDS = ["planar", "realnvp", "iaf", "maf"]
 HIDDEN_UNITS = (100, 50, 10)
 MIN_NOISE_STD = 1e-3
 
@@ -41,15 +41,8 @@ flags.DEFINE_integer("toy_epochs", 1000, "Training epochs on the 1-D toy data.")
 flags.DEFINE_integer("toy_points", 40, "Points of the 1-D toy data.")
 flags.DEFINE_integer("batch_size", 32, "Batch size.")
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
-flags.DEFINE_enum("q_flow", "realnvp", FLOW_KINDS, "Flow of q(z).")
-flags.DEFINE_integer("num_q_flows", 2, "Number of q(z) flow layers.")
-flags.DEFINE_enum("r_flow", "realnvp", FLOW_KINDS, "Flow of r(z|W).")
-flags.DEFINE_integer("num_r_flows", 2, "Number of r(z|W) flow layers.")
-flags.DEFINE_integer("flow_hidden_units", 50, "Hidden units of each flow's network.")
-flags.DEFINE_float(
-    "kernel_log_std_init", -5.0, "MNF weight log-std init (the layer default is -9)."
-)
-flags.DEFINE_float("z_log_var_init", -3.0, "MNF q(z0) log-variance init (the layer default is -5).")
+mnf_flags.define_mnf_flags()
+flags.adopt_module_key_flags(mnf_flags)
 flags.DEFINE_integer("num_monte_carlo", 50, "Posterior samples per test input.")
 flags.DEFINE_float("coverage_level", 0.95, "Level of the central predictive interval.")
 flags.DEFINE_string("model_dir", "/tmp/regression", "Where metrics and the figure go.")
@@ -74,19 +67,7 @@ def split_outputs(outputs):
 
 def build_models(input_dim, num_train):
     """Model name -> uncompiled model with two outputs (mean, raw noise scale)."""
-    mnf_kwargs = {
-        name: FLAGS[name].value
-        for name in (
-            "q_flow",
-            "num_q_flows",
-            "r_flow",
-            "num_r_flows",
-            "flow_hidden_units",
-            "kernel_log_std_init",
-            "z_log_var_init",
-        )
-        if FLAGS[name].value is not None
-    }
+    mnf_kwargs = mnf_flags.mnf_layer_kwargs()
     plain = tf_keras.Sequential(
         [tf_keras.Input(shape=(input_dim,))]
         + [tf_keras.layers.Dense(units, activation="relu") for units in HIDDEN_UNITS]
