@@ -155,6 +155,22 @@ def test_autoregressive_structure_holds_for_any_variable_values(kind):
     np.testing.assert_array_equal(np.triu(jacobian, 1), 0.0)  # y_i depends on z_<=i only
 
 
+@pytest.mark.parametrize("kind", ["realnvp", "iaf", "maf"])
+@pytest.mark.parametrize("event_size", [4, 5])
+def test_every_second_step_works_in_the_reverse_order(kind, event_size):
+    # The steps alternate their order (no permutations between them): the first step's
+    # Jacobian is lower triangular, the second's upper triangular.
+    flow = _randomized_flow(kind, event_size, num_layers=2)
+    first, second = (step.bijector for step in flow._steps)
+    x = _points(event_size, seed=3)
+    _, jacobian_first = _autodiff_log_det(first, x)
+    _, jacobian_second = _autodiff_log_det(second, x)
+    np.testing.assert_array_equal(np.triu(jacobian_first, 1), 0.0)
+    np.testing.assert_array_equal(np.tril(jacobian_second, -1), 0.0)
+    assert np.abs(np.tril(jacobian_first, -1)).max() > 1e-3
+    assert np.abs(np.triu(jacobian_second, 1)).max() > 1e-3
+
+
 def test_made_variables_have_unique_names_in_a_model():
     model = tf_keras.Sequential(
         [tf_keras.Input((3,))]

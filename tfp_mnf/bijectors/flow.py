@@ -2,7 +2,7 @@
 
 References:
   Louizos & Welling (2017), Multiplicative Normalizing Flows for Variational Bayesian
-  Neural Networks, arXiv:1703.01961 (RealNVP flows with permutations between layers).
+  Neural Networks, arXiv:1703.01961 (RealNVP flows, the halves swapped between layers).
   Rezende & Mohamed (2015), arXiv:1505.05770 (planar); Dinh et al. (2017), arXiv:1605.08803
   (RealNVP); Kingma et al. (2016), arXiv:1606.04934 (IAF); Papamakarios et al. (2017),
   arXiv:1705.07057 (MAF).
@@ -11,7 +11,6 @@ References:
 import numbers
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
@@ -41,15 +40,18 @@ class Flow(tf_keras.layers.Layer):
     Kinds (all start close to the identity):
     - `"planar"`: planar flows (`Planar`), forward one pass, inverse a scalar Newton solve.
     - `"realnvp"`: `tfb.RealNVP` affine coupling layers with an MLP of `hidden_units`
-      (MNF's choice), the reverse permutation between layers; both directions one pass.
+      (MNF's choice); both directions one pass.
     - `"iaf"`: `tfb.Invert(tfb.MaskedAutoregressiveFlow(MADE))`: forward (sampling) is one
       parallel pass, inverse (density of given points) `event_size` sequential passes.
     - `"maf"`: `tfb.MaskedAutoregressiveFlow(MADE)`: forward is `event_size` sequential
       passes, inverse one pass (the density-estimation direction). Prefer "iaf" where the
       forward direction is used on every step, as in MNF layers.
-    For `"iaf"` and `"maf"` the reverse permutation sits between layers. For all three,
-    when the number of permutations is odd one more follows the last layer, so the composed
-    permutation is the identity and the flow starts near the identity map.
+    For `"realnvp"`, `"iaf"` and `"maf"` every second step works in the reverse order: the
+    coupling layer conditions on the last half instead of the first (`tfb.RealNVP` with a
+    negative `num_masked`), the MADE uses the right-to-left input order. That is the same
+    family of flows as a reverse `tfb.Permute` between the steps, without the permutations'
+    gathers (and their scatter gradients) on every call. Each step starts near the identity,
+    and so does the flow.
 
     With `event_size == 1`, "realnvp", "iaf" and "maf" steps are unconditioned element-wise
     affine maps (`AffineStep`): there is nothing to condition on in one dimension.
@@ -121,10 +123,14 @@ class Flow(tf_keras.layers.Layer):
             return steps.PlanarStep(**common)
         if self.event_size == 1:
             return steps.AffineStep(**common)
+        reverse = index % 2 == 1
         if self.kind == "realnvp":
-            return steps.CouplingStep(hidden_units=self.hidden_units, **common)
+            return steps.CouplingStep(hidden_units=self.hidden_units, reverse=reverse, **common)
         return steps.AutoregressiveStep(
-            hidden_units=self.hidden_units, inverse_autoregressive=self.kind == "iaf", **common
+            hidden_units=self.hidden_units,
+            inverse_autoregressive=self.kind == "iaf",
+            reverse=reverse,
+            **common,
         )
 
     @property
@@ -143,16 +149,7 @@ class Flow(tf_keras.layers.Layer):
             )
         if not self._steps:
             return tfb.Identity()
-        permute = self.kind != "planar" and self.event_size > 1
-        reverse = np.arange(self.event_size - 1, -1, -1)
-        bijectors = []
-        for index, step in enumerate(self._steps):
-            if permute and index > 0:
-                bijectors.append(tfb.Permute(permutation=reverse))
-            bijectors.append(step.bijector)
-        if permute and len(self._steps) % 2 == 0:  # restore the order: near identity at init
-            bijectors.append(tfb.Permute(permutation=reverse))
-        return tfb.Chain(bijectors[::-1])  # Chain applies its last bijector first.
+        return tfb.Chain([step.bijector for step in self._steps[::-1]])  # last applied first
 
     def call(self, z: tf.Tensor) -> tf.Tensor:
         return self.bijector.forward(tf.cast(z, self.dtype))

@@ -11,7 +11,7 @@ __all__ = ["MADE"]
 class MADE(tfp.bijectors.AutoregressiveNetwork):
     """`tfb.AutoregressiveNetwork` (MADE, Germain et al., 2015) with plain, eagerly built weights.
 
-    Same masks as TFP's network (left-to-right input order, "equal" hidden degrees, built
+    Same masks as TFP's network (its `input_order`, "equal" hidden degrees, built
     by TFP's mask helper) and the same output, `[..., event_size, params]`, so it plugs into
     `tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=...)`. Unlike TFP's network, which
     builds a functional sub-model in a scratch graph:

@@ -98,22 +98,31 @@ class CouplingStep(FlowStep):
     """A RealNVP affine coupling layer (Dinh et al., 2017) with a one-hidden-layer MLP.
 
     The first `event_size // 2` inputs pass unchanged and condition shift and log-scale of
-    the rest: `y2 = z2 * exp(log_scale(z1)) + shift(z1)`. Both directions are one pass.
-    The MLP is Dense(hidden_units, tanh) -> Dense(2 * (event_size - event_size // 2)), the
-    last layer initialised small so the step starts near the identity.
+    the rest: `y2 = z2 * exp(log_scale(z1)) + shift(z1)`; with `reverse=True` the last
+    `event_size // 2` inputs condition the first ones (`tfb.RealNVP` with a negative
+    `num_masked`). Both directions are one pass. The MLP is Dense(hidden_units, tanh) ->
+    Dense(2 * (event_size - event_size // 2)), the last layer initialised small so the step
+    starts near the identity.
 
     Args:
       event_size: size of the vectors, at least 2.
       hidden_units: width of the hidden layer.
+      reverse: condition on the last half instead of the first.
       seed: seed of the initializers, or None.
       **kwargs: `tf_keras.layers.Layer` arguments.
     """
 
     def __init__(  # noqa: ANN003
-        self, event_size: int, hidden_units: int, seed: int | None = None, **kwargs
+        self,
+        event_size: int,
+        hidden_units: int,
+        reverse: bool = False,
+        seed: int | None = None,
+        **kwargs,
     ) -> None:
         super().__init__(event_size, seed, **kwargs)
         self.hidden_units = hidden_units
+        self.reverse = reverse
 
     def build(self, input_shape: tf.TensorShape) -> None:
         num_masked = self.event_size // 2
@@ -142,12 +151,14 @@ class CouplingStep(FlowStep):
 
     @property
     def bijector(self) -> tfb.Bijector:
+        num_masked = self.event_size // 2
         return tfb.RealNVP(
-            num_masked=self.event_size // 2, shift_and_log_scale_fn=self._shift_and_log_scale
+            num_masked=-num_masked if self.reverse else num_masked,
+            shift_and_log_scale_fn=self._shift_and_log_scale,
         )
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "hidden_units": self.hidden_units}
+        return {**super().get_config(), "hidden_units": self.hidden_units, "reverse": self.reverse}
 
 
 class AutoregressiveStep(FlowStep):
@@ -163,12 +174,13 @@ class AutoregressiveStep(FlowStep):
 
     The MADE (`made.MADE`, a `tfb.AutoregressiveNetwork`) has one hidden layer of
     `hidden_units` tanh units; its output kernel is initialised small so the step starts
-    near the identity.
+    near the identity. `reverse=True` gives it the right-to-left input order.
 
     Args:
       event_size: size of the vectors, at least 2.
       hidden_units: width of the MADE's hidden layer.
       inverse_autoregressive: True for IAF (fast forward), False for MAF (fast inverse).
+      reverse: autoregressive in the right-to-left order.
       seed: seed of the initializers, or None.
       **kwargs: `tf_keras.layers.Layer` arguments.
     """
@@ -178,18 +190,21 @@ class AutoregressiveStep(FlowStep):
         event_size: int,
         hidden_units: int,
         inverse_autoregressive: bool,
+        reverse: bool = False,
         seed: int | None = None,
         **kwargs,
     ) -> None:
         super().__init__(event_size, seed, **kwargs)
         self.hidden_units = hidden_units
         self.inverse_autoregressive = inverse_autoregressive
+        self.reverse = reverse
 
     def build(self, input_shape: tf.TensorShape) -> None:
         self._made = MADE(
             self.event_size,
             [self.hidden_units],
             [initializers.glorot(self._seed(0)), initializers.small(self._seed(1))],
+            input_order="right-to-left" if self.reverse else "left-to-right",
             dtype=self.dtype,
             name="made",
         )
@@ -207,4 +222,5 @@ class AutoregressiveStep(FlowStep):
             **super().get_config(),
             "hidden_units": self.hidden_units,
             "inverse_autoregressive": self.inverse_autoregressive,
+            "reverse": self.reverse,
         }
