@@ -66,6 +66,10 @@ class BuildOps(build_ext):
             *tf.sysconfig.get_compile_flags(),
             "-fPIC",
             "-Wno-deprecated-declarations",
+            # The noise and kernel loops vectorize only when math calls and float compares
+            # need not keep errno / floating-point exception semantics (csrc/cpu_noise.h).
+            "-fno-math-errno",
+            "-fno-trapping-math",
             f"-I{CSRC}",
             *opt,
         ]

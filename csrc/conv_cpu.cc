@@ -1,54 +1,88 @@
 // CPU kernels of MnfConvLocalReparamEpilogue and its gradient (float32, float64):
 // out = mu * z[b, c] + sqrt(var) * eps on channels-last [B, ..., C] tensors, one threaded
-// pass with eps generated chunk by chunk (Louizos & Welling 2017, Algorithm 1).
+// pass over the examples with eps generated piece by piece, each piece whole rows of channels
+// so that z is a tiled vector and every pass vectorizes (Louizos & Welling 2017, Algorithm 1).
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
 #include <cmath>
 
 #include "conv_ops.h"
+#include "cpu_kernel_utils.h"
 #include "cpu_noise.h"
-#include "tensorflow/core/framework/op_kernel.h"
-#include "unsupported/Eigen/CXX11/Tensor"
 
 namespace mnf {
 
 using tensorflow::OpKernelContext;
-using CPUDevice = Eigen::ThreadPoolDevice;
 using Index = Eigen::DenseIndex;
 
-// One threaded pass over chunks of kChunk elements, eps generated chunk by chunk.
+namespace {
+
+// The pieces of one example's [positions, channels] block, each at most kChunk elements and
+// aligned to its rows: whole rows when channels <= kChunk (channel 0 first), else pieces of
+// one row. Calls fn(offset, count, channel of the first element) in order.
+template <typename Fn>
+void ForExamplePieces(int64_t per_example, int64_t channels, Fn fn) {
+  if (channels <= kChunk) {
+    const int64_t step = (kChunk / channels) * channels;
+    for (int64_t off = 0; off < per_example; off += step) {
+      fn(off, std::min(step, per_example - off), int64_t{0});
+    }
+    return;
+  }
+  for (int64_t off = 0; off < per_example;) {
+    const int64_t channel = off % channels;
+    const int64_t count = std::min(kChunk, channels - channel);
+    fn(off, count, channel);
+    off += count;
+  }
+}
+
+// z[b, :] laid out like a piece: rows of `channels` tiled up to kChunk when they fit, so a
+// piece's z is `tile + channel` either way.
+template <typename T>
+struct ZRow {
+  alignas(64) T tile[kChunk];
+  const T* row = nullptr;
+
+  ZRow(const T* z_b, int64_t channels) {
+    if (channels > kChunk) {
+      row = z_b;
+      return;
+    }
+    for (int64_t k = 0; k < (kChunk / channels) * channels; ++k) tile[k] = z_b[k % channels];
+    row = tile;
+  }
+};
+
+}  // namespace
+
+// Examples split over the pool; each piece one vectorized pass, eps generated piece by piece.
 template <typename T>
 struct ConvEpilogueFunctor<CPUDevice, T> {
   tensorflow::Status operator()(OpKernelContext* ctx, const ConvInputs& in, T* o) const {
-    const int64_t n = in.mu.NumElements();
-    if (n == 0) return tensorflow::OkStatus();
+    if (in.mu.NumElements() == 0) return tensorflow::OkStatus();
     const T* mu = in.mu.flat<T>().data();
     const T* var = in.var.flat<T>().data();
     const T* z = in.z.flat<T>().data();
     const int64_t c = in.channels;
     const int64_t per_example = in.per_example;
-    const int64_t chunks = (n + kChunk - 1) / kChunk;
     ctx->eigen_device<CPUDevice>().parallelFor(
-        chunks, Eigen::TensorOpCost(3 * sizeof(T), sizeof(T), 60.0 * kChunk),
+        in.batch, Eigen::TensorOpCost(3 * sizeof(T), sizeof(T), 12.0 * per_example),
         [&](Index begin, Index end) {
           alignas(64) T eps[kChunk];
-          for (Index chunk = begin; chunk < end; ++chunk) {
-            const int64_t first = chunk * kChunk;
-            const int64_t count = std::min<int64_t>(kChunk, n - first);
-            FillNormal<T>(in.stream, first, count, eps);
-            int64_t b = first / per_example;
-            int64_t pos = first % per_example;
-            int64_t ch = first % c;
-            for (int64_t k = 0; k < count; ++k) {
-              const int64_t i = first + k;
-              o[i] = Sample<T>(mu[i] * z[b * c + ch], std::sqrt(var[i]), eps[k]);
-              if (++ch == c) ch = 0;
-              if (++pos == per_example) {
-                pos = 0;
-                ++b;
-              }
-            }
+          for (Index b = begin; b < end; ++b) {
+            const ZRow<T> z_row(z + b * c, c);
+            ForExamplePieces(per_example, c, [&](int64_t off, int64_t count, int64_t channel) {
+              const int64_t first = b * per_example + off;
+              FillNormal<T>(in.stream, first, count, eps);
+              // out = mu z + sqrt(var) eps (Sample on packets, Algorithm 1).
+              VectorMap<T>(o + first, count) =
+                  ConstVectorMap<T>(mu + first, count) *
+                      ConstVectorMap<T>(z_row.row + channel, count) +
+                  ConstVectorMap<T>(var + first, count).sqrt() *
+                      ConstVectorMap<T>(eps, count);
+            });
           }
         });
     return tensorflow::OkStatus();
@@ -66,26 +100,35 @@ struct ConvEpilogueGradFunctor<CPUDevice, T> {
     const int64_t c = in.channels;
     const int64_t per_example = in.per_example;
     ctx->eigen_device<CPUDevice>().parallelFor(
-        in.batch, Eigen::TensorOpCost(4 * sizeof(T), 2 * sizeof(T), 70.0 * per_example),
+        in.batch, Eigen::TensorOpCost(4 * sizeof(T), 2 * sizeof(T), 16.0 * per_example),
         [&](Index begin, Index end) {
           alignas(64) T eps[kChunk];
+          alignas(64) T g_mu[kChunk];
           for (Index b = begin; b < end; ++b) {
-            T* dzb = dz_p + b * c;
-            const T* zb = z + b * c;
-            std::fill(dzb, dzb + c, T(0));
-            for (int64_t off = 0; off < per_example; off += kChunk) {
+            const ZRow<T> z_row(z + b * c, c);
+            VectorMap<T> dz_b(dz_p + b * c, c);
+            dz_b.setZero();
+            ForExamplePieces(per_example, c, [&](int64_t off, int64_t count, int64_t channel) {
               const int64_t first = b * per_example + off;
-              const int64_t count = std::min<int64_t>(kChunk, per_example - off);
               FillNormal<T>(in.stream, first, count, eps);
-              int64_t ch = off % c;
-              for (int64_t k = 0; k < count; ++k, ++ch) {
-                if (ch == c) ch = 0;
-                const int64_t i = first + k;
-                dmu_p[i] = g[i] * zb[ch];
-                dvar_p[i] = VarGrad<T>(g[i], std::sqrt(var[i]), eps[k]);
-                dzb[ch] += g[i] * mu[i];
+              const ConstVectorMap<T> g_piece(g + first, count);
+              VectorMap<T>(dmu_p + first, count) =
+                  g_piece * ConstVectorMap<T>(z_row.row + channel, count);
+              // d out / d var = g eps / (2 std) (VarGrad on packets).
+              VectorMap<T>(dvar_p + first, count) =
+                  g_piece * ConstVectorMap<T>(eps, count) /
+                  (T(2) * ConstVectorMap<T>(var + first, count).sqrt());
+              VectorMap<T> g_mu_piece(g_mu, count);
+              g_mu_piece = g_piece * ConstVectorMap<T>(mu + first, count);
+              if (c > kChunk) {
+                dz_b.segment(channel, count) += g_mu_piece;
+              } else {
+                dz_b += Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic>>(
+                            g_mu, c, count / c)
+                            .rowwise()
+                            .sum();
               }
-            }
+            });
           }
         });
     return tensorflow::OkStatus();

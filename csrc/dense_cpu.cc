@@ -9,10 +9,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "cpu_kernel_utils.h"
 #include "cpu_noise.h"
 #include "dense_ops.h"
-#include "tensorflow/core/framework/op_kernel.h"
-#include "unsupported/Eigen/CXX11/Tensor"
 
 namespace mnf {
 namespace {
@@ -20,30 +19,7 @@ namespace {
 using tensorflow::OpKernelContext;
 using tensorflow::Tensor;
 using tensorflow::TensorShape;
-using CPUDevice = Eigen::ThreadPoolDevice;
 using Index = Eigen::DenseIndex;
-template <typename T>
-using Vector = Eigen::Array<T, Eigen::Dynamic, 1>;
-template <typename T>
-using VectorMap = Eigen::Map<Vector<T>>;
-template <typename T>
-using ConstVectorMap = Eigen::Map<const Vector<T>>;
-
-// Below this many estimated cycles a pass runs on the calling thread: waking pool threads
-// costs more than it saves (measured on the 2-core machine, where other work competes).
-constexpr double kMinParallelCycles = 4e5;
-
-// Runs fn(begin, end) over [0, n), an item costing `cycles` (compute and memory traffic): on
-// the calling thread when the pass is small, else split over the thread pool.
-template <typename Fn>
-void ParallelRange(OpKernelContext* ctx, int64_t n, double cycles, Fn fn) {
-  if (n * cycles < kMinParallelCycles) {
-    fn(0, n);
-    return;
-  }
-  ctx->eigen_device<CPUDevice>().parallelFor(n, Eigen::TensorOpCost(0, 0, cycles),
-                                             [&](Index begin, Index end) { fn(begin, end); });
-}
 
 // Calls fn(first, j0, count, eps) for the pieces of row `row` of a [B, n] tensor, eps of flat
 // elements [first, first + count) (columns [j0, j0 + count)) in a buffer.

@@ -196,6 +196,25 @@ MNF_HD T ClipMask(T v, T clip) {
   return v <= clip ? T(1) : T(0);
 }
 
+// log sigma clipped to [lo, hi] (the kernel moments: forward pass and KL alike).
+template <typename T>
+MNF_HD T ClipLogStd(T log_std, T lo, T hi) {
+  return log_std < lo ? lo : (log_std > hi ? hi : log_std);
+}
+
+// Gradient mask of ClipLogStd: it flows where lo <= log_std <= hi, as in tf.clip_by_value.
+template <typename T>
+MNF_HD T ClipLogStdMask(T log_std, T lo, T hi) {
+  return (log_std >= lo && log_std <= hi) ? T(1) : T(0);
+}
+
+// d log sigma of the kernel moments (kernel_moments.h): the gradient g_sq reaching
+// sigma^2 = exp(2 log sigma) and g_sum reaching sum(log sigma), through the clip's mask.
+template <typename T>
+MNF_HD T MomentsLogStdGrad(T mask, T variance, T g_sq, T g_sum) {
+  return mask * (T(2) * variance * g_sq + g_sum);
+}
+
 // out = mu + sqrt(var) eps, written as mu + std eps (Algorithm 1, local reparameterization).
 template <typename T>
 MNF_HD T Sample(T mu, T std, T eps) {

@@ -9,7 +9,9 @@
 //     eps = tf.random.stateless_normal([B, N], seed); its second output, stddev, is the
 //     sqrt(var + sigma_b^2) that the gradient op reuses (eps is regenerated from the seed).
 // MnfConvLocalReparamEpilogue: out = mu * z[b, c] + sqrt(var) * eps, channels-last.
-// Reference: Louizos & Welling (2017), arXiv:1703.01961, Algorithm 1.
+// MnfKernelMoments: one pass over a layer's [rows, cols] kernel giving the clipped variances
+//   sigma^2 of the forward pass and the kernel sums of the KL bound (kernel_moments.h).
+// Reference: Louizos & Welling (2017), arXiv:1703.01961, Algorithm 1 and eq. 15.
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -96,6 +98,35 @@ Status ConvShapes(InferenceContext* c, int first, ShapeHandle* mu_out, ShapeHand
   }
   *mu_out = mu;
   *z_out = z;
+  return tensorflow::OkStatus();
+}
+
+// Validates the four inputs of the kernel moments starting at input `first`: kernel_mean and
+// kernel_log_std [rows, cols], mean_weights and variance_weights [Z], Z = dim(z_axis).
+// Sets `kernel` to [rows, cols], `z` to [Z] and `other` to [the other dimension].
+Status MomentsShapes(InferenceContext* c, int first, ShapeHandle* kernel, ShapeHandle* z,
+                     ShapeHandle* other) {
+  int z_axis;
+  TF_RETURN_IF_ERROR(c->GetAttr("z_axis", &z_axis));
+  if (z_axis != 0 && z_axis != 1) {
+    return tensorflow::errors::InvalidArgument("z_axis must be 0 or 1, got ", z_axis);
+  }
+  ShapeHandle mean;
+  TF_RETURN_IF_ERROR(NamedRank(c, first, "kernel_mean", 2, "[rows, cols]", &mean));
+  TF_RETURN_IF_ERROR(NamedMerge(c, first + 1, "kernel_log_std", mean, "kernel_mean", &mean));
+  ShapeHandle expected_z = c->Vector(c->Dim(mean, z_axis));
+  for (int k = 2; k < 4; ++k) {
+    const char* name = k == 2 ? "mean_weights" : "variance_weights";
+    ShapeHandle weights;
+    if (!c->Merge(c->input(first + k), expected_z, &weights).ok()) {
+      return tensorflow::errors::InvalidArgument(
+          name, " must have shape [kernel_mean.shape[z_axis]] ", c->DebugString(expected_z),
+          ", got ", c->DebugString(c->input(first + k)));
+    }
+  }
+  *kernel = mean;
+  *z = expected_z;
+  *other = c->Vector(c->Dim(mean, 1 - z_axis));
   return tensorflow::OkStatus();
 }
 
@@ -234,6 +265,66 @@ REGISTER_OP("MnfConvLocalReparamEpilogueGrad")
       c->set_output(0, mu);
       c->set_output(1, mu);
       c->set_output(2, z);
+      return tensorflow::OkStatus();
+    });
+
+REGISTER_OP("MnfKernelMoments")
+    .Input("kernel_mean: T")
+    .Input("kernel_log_std: T")
+    .Input("mean_weights: T")
+    .Input("variance_weights: T")
+    .Output("variance: T")
+    .Output("log_std_sum: T")
+    .Output("variance_sum: T")
+    .Output("mean_sq_sum: T")
+    .Output("mean_sum: T")
+    .Output("projected_mean: T")
+    .Output("projected_variance: T")
+    .Attr("z_axis: int")
+    .Attr("min_log_std: float")
+    .Attr("max_std: float")
+    .Attr("T: {float, double}")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle kernel, z, other;
+      TF_RETURN_IF_ERROR(MomentsShapes(c, 0, &kernel, &z, &other));
+      c->set_output(0, kernel);
+      c->set_output(1, c->Scalar());
+      for (int k = 2; k < 5; ++k) c->set_output(k, z);
+      c->set_output(5, other);
+      c->set_output(6, other);
+      return tensorflow::OkStatus();
+    });
+
+REGISTER_OP("MnfKernelMomentsGrad")
+    .Input("grad_variance: T")
+    .Input("grad_log_std_sum: T")
+    .Input("grad_variance_sum: T")
+    .Input("grad_mean_sq_sum: T")
+    .Input("grad_mean_sum: T")
+    .Input("grad_projected_mean: T")
+    .Input("grad_projected_variance: T")
+    .Input("kernel_mean: T")
+    .Input("kernel_log_std: T")
+    .Input("mean_weights: T")
+    .Input("variance_weights: T")
+    .Output("grad_kernel_mean: T")
+    .Output("grad_kernel_log_std: T")
+    .Output("grad_mean_weights: T")
+    .Output("grad_variance_weights: T")
+    .Attr("z_axis: int")
+    .Attr("min_log_std: float")
+    .Attr("max_std: float")
+    .Attr("T: {float, double}")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle kernel, z, other;
+      TF_RETURN_IF_ERROR(MomentsShapes(c, 7, &kernel, &z, &other));
+      TF_RETURN_IF_ERROR(NamedMerge(c, 0, "grad_variance", kernel, "kernel_mean", &kernel));
+      ShapeHandle unused;
+      TF_RETURN_IF_ERROR(NamedRank(c, 1, "grad_log_std_sum", 0, "[]", &unused));
+      c->set_output(0, kernel);
+      c->set_output(1, kernel);
+      c->set_output(2, z);
+      c->set_output(3, z);
       return tensorflow::OkStatus();
     });
 

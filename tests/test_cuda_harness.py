@@ -51,4 +51,4 @@ def test_cuda_kernels_match_cpu(harness):
     result = subprocess.run([str(harness)], capture_output=True, text=True, timeout=120)
     print(result.stdout, result.stderr)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("OK") == 8
+    assert result.stdout.count("OK") == 13

@@ -68,7 +68,9 @@ def test_dense_sample_moments_with_fixed_z(op_path):
     n = 20000
     x = np.tile(rng.normal(size=(1, 4)).astype("float32"), (n, 1))
     z = np.tile(rng.uniform(0.5, 1.5, size=(1, 4)).astype("float32"), (n, 1))
-    out = layer._sample_outputs(tf.constant(x), tf.constant(z), tf.constant([3, 4])).numpy()
+    variance = layer.posterior.kernel_moments().variance
+    out = layer._sample_outputs(tf.constant(x), tf.constant(z), tf.constant([3, 4]), variance)
+    out = out.numpy()
     sigma_sq = np.exp(2 * np.minimum(layer.kernel_log_std.numpy(), math.log(0.5)))
     mean = (x[0] * z[0]) @ layer.kernel_mean.numpy() + layer.bias_mean.numpy()
     var = (x[0] ** 2) @ sigma_sq + np.exp(layer.bias_log_var.numpy())
@@ -87,6 +89,7 @@ def test_conv_sample_moments_with_fixed_z(op_path):
         tf.constant(np.tile(x1, (n, 1, 1, 1))),
         tf.constant(np.tile(z1, (n, 1))),
         tf.constant([5, 6]),
+        layer.posterior.kernel_moments().variance,
     ).numpy()
     sigma_sq = np.exp(2 * np.minimum(layer.kernel_log_std.numpy(), math.log(0.5)))
     mu = tf.nn.conv2d(x1, layer.kernel_mean, 1, "SAME").numpy()[0] + layer.bias_mean.numpy()
@@ -119,12 +122,13 @@ def test_kl_bound_terms_are_consistent():
     other = layer.posterior.kl_bound(0.0, 1.0, tf.constant([9, 9])).numpy()
     assert other != kl
     # q(z_0) entropy term: -1/2 sum(log 2 pi + log var + 1) - log det; with identity flows
-    # (no flow layers) log q(z_T) is exactly that expression.
+    # (no flow layers) the draw's log det is 0 and log q(z_T) is exactly that expression.
     plain = DenseMNF(3, num_q_flows=0, num_r_flows=0, seed=11)
     plain.build((None, 4))
-    z0 = tf.ones([1, 4])
+    draw = plain.posterior.draw(2, seed)
+    assert float(draw.kl_log_det) == 0.0
     expected = -0.5 * np.sum(np.log(2 * np.pi) + plain.q0_log_var.numpy() + 1)
-    np.testing.assert_allclose(plain.posterior.log_q_z(z0).numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(plain.posterior.log_q_z(draw.kl_log_det), expected, rtol=1e-6)
 
 
 def test_tfp_style_divergence_fn_matches_layer_kl():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_mnf.posterior import MNFPosterior
+from tfp_mnf.posterior import MNFPosterior, PosteriorDraw
 
 tfd = tfp.distributions
 
@@ -32,6 +32,7 @@ class MNFKernelPosterior(tfd.Distribution):
         self,
         posterior: MNFPosterior,
         seed: tf.Tensor | None = None,
+        draw: PosteriorDraw | None = None,
         validate_args: bool = False,
         allow_nan_stats: bool = True,
         name: str = "MNFKernelPosterior",
@@ -41,6 +42,8 @@ class MNFKernelPosterior(tfd.Distribution):
         Args:
           posterior: the layer's `MNFPosterior`.
           seed: optional `[2]` integer seed of the KL estimate; a fresh one is drawn if None.
+          draw: optional `PosteriorDraw` of a layer call: the KL estimate then uses its
+            z_T sample and kernel moments (what a sampling call shares with its KL).
           validate_args: passed to `tfd.Distribution`.
           allow_nan_stats: passed to `tfd.Distribution`.
           name: the distribution's name.
@@ -48,6 +51,7 @@ class MNFKernelPosterior(tfd.Distribution):
         parameters = dict(locals())
         self._posterior = posterior
         self._kl_seed = seed
+        self._draw = draw
         super().__init__(
             dtype=posterior.kernel_mean.dtype,
             reparameterization_type=tfd.FULLY_REPARAMETERIZED,
@@ -66,6 +70,11 @@ class MNFKernelPosterior(tfd.Distribution):
     def kl_seed(self) -> tf.Tensor | None:
         """The `[2]` seed of the one-sample KL estimate (None: drawn fresh)."""
         return self._kl_seed
+
+    @property
+    def draw(self) -> PosteriorDraw | None:
+        """The layer call's `PosteriorDraw` that the KL estimate uses, or None."""
+        return self._draw
 
     @classmethod
     def _parameter_properties(cls, dtype: tf.DType, num_classes: int | None = None) -> dict:
@@ -127,6 +136,6 @@ def _kl_mnf_normal(q: MNFKernelPosterior, p: tfd.Independent, name: str | None =
             f"Independent({type(prior).__name__})."
         )
     with tf.name_scope(name or "kl_mnf_normal"):
-        seed = q.kl_seed if q.kl_seed is not None else _fresh_seed()
+        seed = q.kl_seed if q.kl_seed is not None or q.draw is not None else _fresh_seed()
         # loc and scale as stored (not mean()/variance()): no broadcast copies of the kernel.
-        return q.posterior.kl_bound(prior.loc, tf.square(prior.scale), seed)
+        return q.posterior.kl_bound(prior.loc, tf.square(prior.scale), seed, draw=q.draw)

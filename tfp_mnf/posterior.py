@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import tensorflow as tf
 
-from tfp_mnf.ops import clip_log_std
+from tfp_mnf import ops
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -31,6 +32,25 @@ MAX_ABS_R_LOG_PRECISION = 15.0
 def clip_r_log_precision(log_precision: tf.Tensor) -> tf.Tensor:
     """Clips r(z | W)'s log precision to +-`MAX_ABS_R_LOG_PRECISION` (exp stays finite)."""
     return tf.clip_by_value(log_precision, -MAX_ABS_R_LOG_PRECISION, MAX_ABS_R_LOG_PRECISION)
+
+
+class PosteriorDraw(NamedTuple):
+    """One sampling call's draw from the posterior, shared by the forward pass and the KL.
+
+    Attributes:
+      z: `[B, Z]` the noise z_T of the forward pass, one row per example (None without z).
+      kl_z: `[Z]` an independent sample of z_T for the one-sample KL bound (None without z).
+      kl_log_det: log|det df/dz_0| of q's flow at that sample (None without z).
+      moments: the kernel's `ops.KernelMoments`: the clipped variances sigma^2 of the
+        forward pass and the sums of the KL bound, with r(z | W)'s projections at `kl_z`.
+      r_seed: `[2]` seed of the noise that samples r(z | W)'s projection a = c^T W.
+    """
+
+    z: tf.Tensor | None
+    kl_z: tf.Tensor | None
+    kl_log_det: tf.Tensor | None
+    moments: ops.KernelMoments
+    r_seed: tf.Tensor
 
 
 class MNFPosterior:
@@ -50,6 +70,10 @@ class MNFPosterior:
     - log sigma_z^2 of q(z_0) is clipped to `Q0_LOG_VAR_RANGE` = [-30, 10];
     - r(z | W)'s log precision b2 * mean(a) is clipped to +-`MAX_ABS_R_LOG_PRECISION` = 15
       (the conv layers' a = c^T W is unbounded, and exp of it overflows).
+
+    One pass over the kernel per call (`ops.kernel_moments`, a fused op) gives both the
+    forward pass's sigma^2 and every kernel sum of the KL bound; `draw` returns them with
+    the call's z samples.
 
     The object holds references to the layer's variables and flows; it owns no variables.
     """
@@ -103,7 +127,33 @@ class MNFPosterior:
     def clipped_log_std(self) -> tf.Tensor:
         """log sigma of q(W | z), clipped to [`MIN_LOG_STD`, log(max_std)]."""
         log_std = tf.convert_to_tensor(self.kernel_log_std)
-        return clip_log_std(tf.maximum(log_std, tf.cast(MIN_LOG_STD, log_std.dtype)), self.max_std)
+        return tf.clip_by_value(
+            log_std,
+            tf.constant(MIN_LOG_STD, log_std.dtype),
+            tf.constant(math.log(self.max_std), log_std.dtype),
+        )
+
+    def kernel_moments(self, kl_z: tf.Tensor | None = None) -> ops.KernelMoments:
+        """sigma^2 and the kernel sums of the KL bound, with r's projections at `kl_z`.
+
+        Args:
+          kl_z: `[Z]` the z_T of the KL sample; None gives no projections (mean field).
+
+        Returns:
+          `ops.KernelMoments` (projections of c * z_T and c^2, eq. 9's a = c^T W).
+        """
+        weights = (None, None)
+        if kl_z is not None:
+            c = tf.convert_to_tensor(self.r_c)
+            weights = (c * kl_z, tf.square(c))
+        return ops.kernel_moments(
+            self.kernel_mean,
+            self.kernel_log_std,
+            *weights,
+            z_axis=self.z_axis,
+            min_log_std=MIN_LOG_STD,
+            max_std=self.max_std,
+        )
 
     def clipped_q0_log_var(self) -> tf.Tensor:
         """log sigma_z^2 of q(z_0), clipped to `Q0_LOG_VAR_RANGE`."""
@@ -123,11 +173,35 @@ class MNFPosterior:
         """The `[Z]` noise of the posterior-mean prediction: q's flow applied to q0's mean."""
         return self.q_flow.bijector.forward(self.q0_mean[tf.newaxis])[0]
 
+    def draw(self, batch_size: tf.Tensor | int, seed: tf.Tensor) -> PosteriorDraw:
+        """Draws a sampling call's z (one per example) and the KL bound's own z_T sample.
+
+        The `1 + batch_size` samples of z_0 go through q's flow in one pass, which also
+        gives the log-determinant at the KL's sample (the first row, the same for any
+        batch size); the kernel moments follow at that z_T.
+
+        Args:
+          batch_size: the number of examples (>= 0).
+          seed: `[2]` seed of the draw.
+
+        Returns:
+          A `PosteriorDraw`.
+        """
+        z_seed, r_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        if not self.use_z:
+            return PosteriorDraw(None, None, None, self.kernel_moments(), r_seed)
+        z0 = self.sample_z0(batch_size + 1, z_seed)
+        flow = self.q_flow.bijector  # one instance: its forward is cached for the log det
+        kl_z, z = tf.split(flow.forward(z0), tf.stack([1, batch_size]))
+        kl_z = kl_z[0]
+        log_det = flow.forward_log_det_jacobian(z0, event_ndims=1)
+        kl_log_det = log_det if log_det.shape.rank == 0 else log_det[0]  # constant: a scalar
+        return PosteriorDraw(z, kl_z, kl_log_det, self.kernel_moments(kl_z), r_seed)
+
     def kl_weights_given_z(
         self,
         z: tf.Tensor | None,
-        log_std: tf.Tensor,
-        var: tf.Tensor,
+        moments: ops.KernelMoments,
         prior_mean: tf.Tensor | float,
         prior_var: tf.Tensor | float,
     ) -> tf.Tensor:
@@ -136,51 +210,50 @@ class MNFPosterior:
         sum_ij [1/2 log v_ij - log sigma_ij + (sigma_ij^2 + (z_i M_ij - m_ij)^2) / (2 v_ij) - 1/2]
 
         When the prior mean m and variance v vary at most along the z axis (the layers'
-        priors, scalars, constant tensors), the sums over the other axes come first, with
-        n kernel entries per entry of z and w = 1 / (2 v):
+        priors, scalars, constant tensors), the sums over the other axes come from the
+        kernel moments, with n kernel entries per entry of z and w = 1 / (2 v):
         sum_i [n (1/2 log v_i - 1/2 + w_i m_i^2) + w_i (S_i + z_i^2 Q_i - 2 z_i m_i R_i)]
         - sum_ij log sigma_ij, where S, Q, R are the sums of sigma^2, M^2, M over the other
-        axes (R only for a non-zero prior mean). That is four passes over the kernel and no
-        z * M; any other prior takes the element-wise form.
+        axes: no pass over the kernel here. Any other prior takes the element-wise form.
 
         Args:
           z: `[Z]` the noise z_T; None for a mean-field posterior (z = 1).
-          log_std: the clipped log sigma.
-          var: sigma^2 = exp(2 log_std), passed in so it is computed once per bound.
+          moments: the kernel's `ops.KernelMoments`.
           prior_mean: prior means, broadcastable to the kernel.
           prior_var: prior variances, broadcastable to the kernel.
 
         Returns:
           A scalar.
         """
-        dtype = log_std.dtype
+        dtype = moments.variance.dtype
         prior_mean = tf.convert_to_tensor(prior_mean, dtype)
         prior_var = tf.convert_to_tensor(prior_var, dtype)
-        kernel = tf.convert_to_tensor(self.kernel_mean)
         m, v = self._as_z_vector(prior_mean), self._as_z_vector(prior_var)
         if m is None or v is None:
+            kernel = tf.convert_to_tensor(self.kernel_mean)
             mean = kernel if z is None else self.along_z(z) * kernel
-            return tf.reduce_sum(
-                0.5 * tf.math.log(prior_var)
-                - log_std
-                + (var + tf.square(mean - prior_mean)) / (2.0 * prior_var)
-                - 0.5
+            return (
+                tf.reduce_sum(
+                    0.5 * tf.math.log(prior_var)
+                    + (moments.variance + tf.square(mean - prior_mean)) / (2.0 * prior_var)
+                    - 0.5
+                )
+                - moments.log_std_sum
             )
-        other_axes = [axis for axis in range(self.rank) if axis != self.z_axis]
         per_z = self.kernel_mean.shape.num_elements() // self.z_size
         w = 0.5 / v
         z_sq_w = w if z is None else tf.square(z) * w
         total = (
             per_z * tf.reduce_sum(0.5 * tf.math.log(v) - 0.5 + w * tf.square(m))
-            + tf.reduce_sum(w * tf.reduce_sum(var, other_axes))
-            + tf.reduce_sum(z_sq_w * tf.reduce_sum(tf.square(kernel), other_axes))
-            - tf.reduce_sum(log_std)
+            + tf.reduce_sum(w * moments.variance_sum)
+            + tf.reduce_sum(z_sq_w * moments.mean_sq_sum)
+            - moments.log_std_sum
         )
         static_m = tf.get_static_value(m)
         if static_m is not None and not static_m.any():
             return total
         z_m_w = m * w if z is None else z * m * w
-        return total - 2.0 * tf.reduce_sum(z_m_w * tf.reduce_sum(kernel, other_axes))
+        return total - 2.0 * tf.reduce_sum(z_m_w * moments.mean_sum)
 
     def _as_z_vector(self, tensor: tf.Tensor) -> tf.Tensor | None:
         """`tensor` as a `[Z]` vector if it varies at most along the z axis, else None.
@@ -203,38 +276,35 @@ class MNFPosterior:
             return None
         return tf.broadcast_to(tf.reshape(tensor, [-1]), [self.z_size])
 
-    def log_q_z(self, z0: tf.Tensor) -> tf.Tensor:
+    def log_q_z(self, log_det: tf.Tensor) -> tf.Tensor:
         """log q(z_T) of one sample, with the entropy of q(z_0) for E[log q(z_0)] (eq. 15).
 
         Args:
-          z0: `[1, Z]` base sample that was pushed through q's flow.
+          log_det: log|det df/dz_0| of q's flow at the sample's z_0.
 
         Returns:
           A scalar: -1/2 sum(log 2 pi + log sigma_z^2 + 1) - log|det df/dz_0|.
         """
         entropy_term = -0.5 * tf.reduce_sum(_LOG_2PI + self.clipped_q0_log_var() + 1.0)
-        log_det = self.q_flow.bijector.forward_log_det_jacobian(z0, event_ndims=1)
-        return entropy_term - tf.reduce_sum(log_det)
+        return entropy_term - log_det
 
-    def log_r_z(self, z: tf.Tensor, var: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    def log_r_z(self, z: tf.Tensor, moments: ops.KernelMoments, seed: tf.Tensor) -> tf.Tensor:
         """log r(z_T | W) of the auxiliary inverse model, W drawn by local reparameterization.
 
-        a = act(c^T W) is sampled with mean (c * z_T)^T M and variance (c^2)^T sigma^2,
-        contracting the z axis (one matrix-vector product over the kernel each); then
-        mean_r = b1 * mean(a), log precision_r = b2 * mean(a) (eqs. 9-10) and
+        a = act(c^T W) is sampled with mean (c * z_T)^T M and variance (c^2)^T sigma^2 (the
+        projections of the kernel moments at z_T); then mean_r = b1 * mean(a),
+        log precision_r = b2 * mean(a) (eqs. 9-10) and
         log r = log N(f_r(z_T); mean_r, 1 / precision_r) + log|det df_r/dz|.
 
         Args:
           z: `[Z]` the sample z_T.
-          var: sigma^2, the variances of q(W | z_T).
+          moments: the kernel moments with projections at `z`.
           seed: `[2]` seed of the noise that samples a.
 
         Returns:
           A scalar.
         """
-        c = tf.convert_to_tensor(self.r_c)
-        a_mean = self._contract_z(tf.convert_to_tensor(self.kernel_mean), c * z)
-        a_var = self._contract_z(var, tf.square(c))
+        a_mean, a_var = moments.projected_mean, moments.projected_variance
         eps = tf.random.stateless_normal(tf.shape(a_mean), seed=seed, dtype=a_mean.dtype)
         a_bar = tf.reduce_mean(self.r_activation(a_mean + tf.sqrt(a_var) * eps))
         r_mean = self.r_b1 * a_bar  # eq. 9
@@ -248,17 +318,12 @@ class MNFPosterior:
         )
         return tf.reduce_sum(log_normal) + tf.reduce_sum(log_det)
 
-    def _contract_z(self, kernel: tf.Tensor, vector: tf.Tensor) -> tf.Tensor:
-        """sum_i vector_i kernel[..., i, ...] over the z axis, flattened: one matrix-vector pass."""
-        if self.z_axis == 0:
-            flat = tf.reshape(kernel, [self.z_size, -1])
-            return tf.linalg.matvec(flat, vector, transpose_a=True)
-        if self.z_axis == self.rank - 1:
-            return tf.linalg.matvec(tf.reshape(kernel, [-1, self.z_size]), vector)
-        return tf.reshape(tf.tensordot(kernel, vector, axes=[[self.z_axis], [0]]), [-1])
-
     def kl_bound(
-        self, prior_mean: tf.Tensor | float, prior_var: tf.Tensor | float, seed: tf.Tensor
+        self,
+        prior_mean: tf.Tensor | float,
+        prior_var: tf.Tensor | float,
+        seed: tf.Tensor | None = None,
+        draw: PosteriorDraw | None = None,
     ) -> tf.Tensor:
         """One-sample estimate of the upper bound on KL(q(W) || p(W)) (eq. 15, Algorithm 2).
 
@@ -268,20 +333,22 @@ class MNFPosterior:
         Args:
           prior_mean: prior means, broadcastable to the kernel.
           prior_var: prior variances, broadcastable to the kernel.
-          seed: `[2]` seed of the z_T sample and of the auxiliary noise.
+          seed: `[2]` seed of a fresh draw (used when `draw` is None).
+          draw: a sampling call's `PosteriorDraw`, whose KL sample and kernel moments
+            the bound then uses.
 
         Returns:
           A scalar.
         """
-        log_std = self.clipped_log_std()
-        var = tf.exp(2.0 * log_std)
+        if draw is None:
+            if seed is None:
+                raise ValueError("kl_bound needs a `seed` or a `draw`.")
+            draw = self.draw(0, seed)
+        weights_kl = self.kl_weights_given_z(draw.kl_z, draw.moments, prior_mean, prior_var)
         if not self.use_z:
-            return self.kl_weights_given_z(None, log_std, var, prior_mean, prior_var)
-        z_seed, r_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        z0 = self.sample_z0(1, z_seed)
-        z = self.q_flow.bijector.forward(z0)[0]
+            return weights_kl
         return (
-            self.kl_weights_given_z(z, log_std, var, prior_mean, prior_var)
-            + self.log_q_z(z0)
-            - self.log_r_z(z, var, r_seed)
+            weights_kl
+            + self.log_q_z(draw.kl_log_det)
+            - self.log_r_z(draw.kl_z, draw.moments, draw.r_seed)
         )

@@ -1,6 +1,7 @@
 // TensorFlow-free launchers of the CUDA kernels of the MNF local-reparameterization ops
-// (conv epilogue: local_reparam_kernels.cu.cc; dense element-wise ops: dense_kernels.cu.cc),
-// used by the TF GPU kernels (*_gpu.cc) and by the CUDA harness.
+// (conv epilogue: local_reparam_kernels.cu.cc; dense element-wise ops: dense_kernels.cu.cc;
+// kernel moments: moments_kernels.cu.cc), used by the TF GPU kernels (*_gpu.cc) and by the
+// CUDA harness.
 #ifndef TFP_MNF_CSRC_CUDA_LOCAL_REPARAM_KERNELS_H_
 #define TFP_MNF_CSRC_CUDA_LOCAL_REPARAM_KERNELS_H_
 
@@ -8,6 +9,7 @@
 
 #include <cstdint>
 
+#include "kernel_moments.h"
 #include "local_reparam_math.h"
 
 namespace mnf {
@@ -72,6 +74,17 @@ cudaError_t LaunchDenseEpilogueGrad(cudaStream_t stream, int64_t batch, int64_t 
                                     const T* stddev, const T* bias_log_var, T two_log_max,
                                     NormalStream noise, T* grad_var, T* grad_bias,
                                     T* grad_bias_log_var);
+
+// The kernel moments of kernel_moments.h (every output written).
+template <typename T>
+cudaError_t LaunchKernelMoments(cudaStream_t stream, const MomentsInputs<T>& in,
+                                const MomentsTensors<T*>& out);
+
+// The gradients of LaunchKernelMoments for the upstream gradients g (every one given).
+template <typename T>
+cudaError_t LaunchKernelMomentsGrad(cudaStream_t stream, const MomentsInputs<T>& in,
+                                    const MomentsTensors<const T*>& g,
+                                    const MomentsInputGrads<T>& d);
 
 }  // namespace cuda
 }  // namespace mnf

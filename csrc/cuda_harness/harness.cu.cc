@@ -1,6 +1,7 @@
-// Standalone check of the CUDA kernels (conv epilogue and the dense element-wise ops) against
-// the scalar CPU maths of local_reparam_math.h on random data (float and double). Exit status
-// 0 when every output and gradient agrees within tolerance; prints the worst differences.
+// Standalone check of the CUDA kernels (conv epilogue, the dense element-wise ops and the
+// kernel moments) against the scalar CPU maths of local_reparam_math.h and kernel_moments.h on
+// random data (float and double). Exit status 0 when every output and gradient agrees within
+// tolerance; prints the worst differences.
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -185,6 +186,98 @@ bool CheckDense(int64_t batch, int64_t in, int64_t out, double tol) {
   return ok;
 }
 
+// Runs the kernel moments and their gradient on a [rows, cols] kernel, z along the rows or
+// the columns, log sigma partly beyond both clips; returns true when every output and
+// gradient matches the scalar maths of kernel_moments.h (sums relative to their size).
+template <typename T>
+bool CheckMoments(int64_t rows, int64_t cols, bool z_rows, double tol) {
+  const T lo = T(-6), hi = T(std::log(0.5));
+  std::mt19937 gen(11);
+  std::normal_distribution<double> normal;
+  std::uniform_real_distribution<double> uniform(-8.0, 1.0);
+  const int64_t n = rows * cols, nz = z_rows ? rows : cols, no = z_rows ? cols : rows;
+  auto draw = [&](int64_t size, bool log_scale) {
+    std::vector<T> v(size);
+    for (auto& e : v) e = T(log_scale ? uniform(gen) : normal(gen));
+    return v;
+  };
+  const std::vector<T> m = draw(n, false), ls = draw(n, true), u = draw(nz, false),
+                       v = draw(nz, false), g_var = draw(n, false), g_l = draw(1, false),
+                       g_s = draw(nz, false), g_q = draw(nz, false), g_r = draw(nz, false),
+                       g_pm = draw(no, false), g_pv = draw(no, false);
+  // The scalar reference, element by element.
+  std::vector<T> var(n), s_sum(nz, T(0)), q_sum(nz, T(0)), r_sum(nz, T(0)), pm(no, T(0)),
+      pv(no, T(0)), dm(n), dls(n), du(nz, T(0)), dv(nz, T(0));
+  double l_sum = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      const int64_t i = r * cols + c, zi = z_rows ? r : c, oi = z_rows ? c : r;
+      const T clipped = mnf::ClipLogStd<T>(ls[i], lo, hi);
+      var[i] = std::exp(T(2) * clipped);
+      l_sum += clipped;
+      s_sum[zi] += var[i];
+      q_sum[zi] += m[i] * m[i];
+      r_sum[zi] += m[i];
+      pm[oi] += u[zi] * m[i];
+      pv[oi] += v[zi] * var[i];
+      const T g_sq = g_var[i] + g_s[zi] + v[zi] * g_pv[oi];
+      dls[i] = mnf::MomentsLogStdGrad<T>(mnf::ClipLogStdMask<T>(ls[i], lo, hi), var[i], g_sq,
+                                         g_l[0]);
+      dm[i] = T(2) * g_q[zi] * m[i] + g_r[zi] + u[zi] * g_pm[oi];
+      du[zi] += m[i] * g_pm[oi];
+      dv[zi] += var[i] * g_pv[oi];
+    }
+  }
+  mnf::MomentsInputs<T> in;
+  in.rows = rows;
+  in.cols = cols;
+  in.z_rows = z_rows;
+  in.min_log_std = lo;
+  in.log_max = hi;
+  in.mean = ToDevice(m);
+  in.log_std = ToDevice(ls);
+  in.mean_weights = ToDevice(u);
+  in.variance_weights = ToDevice(v);
+  const mnf::MomentsTensors<T*> out{Poisoned<T>(n),  Poisoned<T>(1),  Poisoned<T>(nz),
+                                    Poisoned<T>(nz), Poisoned<T>(nz), Poisoned<T>(no),
+                                    Poisoned<T>(no)};
+  const mnf::MomentsTensors<const T*> g{ToDevice(g_var), ToDevice(g_l), ToDevice(g_s),
+                                        ToDevice(g_q),   ToDevice(g_r), ToDevice(g_pm),
+                                        ToDevice(g_pv)};
+  const mnf::MomentsInputGrads<T> d{Poisoned<T>(n), Poisoned<T>(n), Poisoned<T>(nz),
+                                    Poisoned<T>(nz)};
+  CHECK_CUDA(mnf::cuda::LaunchKernelMoments<T>(nullptr, in, out));
+  CHECK_CUDA(mnf::cuda::LaunchKernelMomentsGrad<T>(nullptr, in, g, d));
+  CHECK_CUDA(cudaDeviceSynchronize());
+  const double per_z = double(no), per_o = double(nz);
+  const double errs[] = {MaxDiff(ToHost(out.variance, n), var),
+                         MaxDiff(ToHost(out.log_std_sum, 1), std::vector<T>{T(l_sum)}) / n,
+                         MaxDiff(ToHost(out.variance_sum, nz), s_sum) / per_z,
+                         MaxDiff(ToHost(out.mean_sq_sum, nz), q_sum) / per_z,
+                         MaxDiff(ToHost(out.mean_sum, nz), r_sum) / per_z,
+                         MaxDiff(ToHost(out.projected_mean, no), pm) / per_o,
+                         MaxDiff(ToHost(out.projected_variance, no), pv) / per_o,
+                         MaxDiff(ToHost(d.mean, n), dm),
+                         MaxDiff(ToHost(d.log_std, n), dls),
+                         MaxDiff(ToHost(d.mean_weights, nz), du) / per_z,
+                         MaxDiff(ToHost(d.variance_weights, nz), dv) / per_z};
+  const std::vector<const T*> buffers = {
+      in.mean,         in.log_std,      in.mean_weights,     in.variance_weights,
+      g.variance,      g.log_std_sum,   g.variance_sum,      g.mean_sq_sum,
+      g.mean_sum,      g.projected_mean, g.projected_variance, out.variance,
+      out.log_std_sum, out.variance_sum, out.mean_sq_sum,  out.mean_sum,
+      out.projected_mean, out.projected_variance, d.mean, d.log_std,
+      d.mean_weights,  d.variance_weights};
+  for (const T* p : buffers) CHECK_CUDA(cudaFree(const_cast<T*>(p)));
+  double worst = 0;
+  for (double e : errs) worst = std::fmax(worst, e);
+  const bool ok = worst <= tol;
+  std::printf("%s %s moments [%lld, %lld] z %s: worst %.3g\n", ok ? "OK  " : "FAIL",
+              sizeof(T) == 4 ? "float " : "double", (long long)rows, (long long)cols,
+              z_rows ? "rows" : "cols", worst);
+  return ok;
+}
+
 }  // namespace
 
 int main() {
@@ -197,5 +290,10 @@ int main() {
   ok &= CheckDense<float>(128, 80, 50, 1e-5);
   ok &= CheckDense<float>(3, 5, 7, 1e-5);
   ok &= CheckDense<double>(17, 9, 33, 1e-12);
+  ok &= CheckMoments<float>(800, 500, true, 1e-5);
+  ok &= CheckMoments<float>(500, 50, false, 1e-5);
+  ok &= CheckMoments<float>(3, 300, false, 1e-5);
+  ok &= CheckMoments<double>(37, 600, true, 1e-12);
+  ok &= CheckMoments<double>(1, 1, false, 1e-12);
   return ok ? 0 : 1;
 }

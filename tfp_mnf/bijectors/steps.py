@@ -6,6 +6,7 @@ with its own seeded initializer (see `initializers.py`), and starts close to the
 """
 
 import math
+from typing import Any
 
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -94,6 +95,33 @@ class AffineStep(FlowStep):
         return tfb.Chain([tfb.Shift(self.shift), tfb.Scale(log_scale=self.log_scale)])
 
 
+class _RealNVP(tfb.RealNVP):
+    """`tfb.RealNVP` whose forward pass also leaves its log-determinant in the bijector cache.
+
+    TFP evaluates the conditioner network again for `forward_log_det_jacobian(x)` after
+    `forward(x)`; MNF needs both at every call (z_T and log q(z_T)). Here the forward pass
+    records the log-scales it computed and stores -sum(log_scale) as the cached inverse
+    log-det of `x`, where `forward_log_det_jacobian(x)` finds it: one network evaluation
+    (and one backward pass through it) instead of two.
+    """
+
+    def __init__(self, num_masked: int, shift_and_log_scale_fn: Any) -> None:
+        self._log_scales = []
+
+        def recording_fn(x0: tf.Tensor, output_units: int) -> tuple[tf.Tensor, tf.Tensor]:
+            shift, log_scale = shift_and_log_scale_fn(x0, output_units)
+            self._log_scales.append(log_scale)
+            return shift, log_scale
+
+        super().__init__(num_masked=num_masked, shift_and_log_scale_fn=recording_fn)
+
+    def _forward(self, x: tf.Tensor, **kwargs: Any) -> tf.Tensor:
+        y = super()._forward(x, **kwargs)
+        log_scale = self._log_scales.pop()
+        self._cache.forward_attributes(x, **kwargs)["ildj"] = -tf.reduce_sum(log_scale, -1)
+        return y
+
+
 class CouplingStep(FlowStep):
     """A RealNVP affine coupling layer (Dinh et al., 2017) with a one-hidden-layer MLP.
 
@@ -152,7 +180,7 @@ class CouplingStep(FlowStep):
     @property
     def bijector(self) -> tfb.Bijector:
         num_masked = self.event_size // 2
-        return tfb.RealNVP(
+        return _RealNVP(
             num_masked=-num_masked if self.reverse else num_masked,
             shift_and_log_scale_fn=self._shift_and_log_scale,
         )

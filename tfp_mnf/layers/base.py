@@ -21,7 +21,7 @@ from tfp_mnf.layers.divergence import (
     deserialize_divergence_fn,
     serialize_divergence_fn,
 )
-from tfp_mnf.posterior import MIN_LOG_STD, MNFPosterior
+from tfp_mnf.posterior import MIN_LOG_STD, MNFPosterior, PosteriorDraw
 
 tfd = tfp.distributions
 
@@ -141,8 +141,11 @@ class MNFLayer(tf_keras.layers.Layer):
         """Returns (kernel shape, the kernel axis z scales, number of output units)."""
         raise NotImplementedError
 
-    def _sample_outputs(self, inputs: tf.Tensor, z: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        """Local-reparameterization sample of the pre-activations, `z` of shape `[B, Z]`."""
+    def _sample_outputs(
+        self, inputs: tf.Tensor, z: tf.Tensor, seed: tf.Tensor, kernel_variance: tf.Tensor
+    ) -> tf.Tensor:
+        """Local-reparameterization sample of the pre-activations, `z` of shape `[B, Z]`,
+        `kernel_variance` the clipped sigma^2 of the weights."""
         raise NotImplementedError
 
     def _mean_outputs(self, inputs: tf.Tensor, z: tf.Tensor) -> tf.Tensor:
@@ -255,9 +258,11 @@ class MNFLayer(tf_keras.layers.Layer):
         """The MNF posterior over the kernel, a `tfd.Distribution`."""
         return self._kernel_posterior(seed=None)
 
-    def _kernel_posterior(self, seed: tf.Tensor | None) -> MNFKernelPosterior:
+    def _kernel_posterior(
+        self, seed: tf.Tensor | None, draw: PosteriorDraw | None = None
+    ) -> MNFKernelPosterior:
         self._require_built("kernel_posterior")
-        return MNFKernelPosterior(self.posterior, seed=seed)
+        return MNFKernelPosterior(self.posterior, seed=seed, draw=draw)
 
     @property
     def kernel_prior(self) -> tfd.Distribution:
@@ -270,8 +275,8 @@ class MNFLayer(tf_keras.layers.Layer):
     def _clipped_bias_log_var(self) -> tf.Tensor:
         """log sigma_b^2 clipped to [2 `MIN_LOG_STD`, 2 log(max_std)] like the kernel's."""
         log_var = tf.convert_to_tensor(self.bias_log_var)
-        floored = tf.maximum(log_var, tf.cast(2.0 * MIN_LOG_STD, log_var.dtype))
-        return tf.minimum(floored, tf.cast(2.0 * math.log(self.max_std), log_var.dtype))
+        floored = tf.maximum(log_var, tf.constant(2.0 * MIN_LOG_STD, log_var.dtype))
+        return tf.minimum(floored, tf.constant(2.0 * math.log(self.max_std), log_var.dtype))
 
     def _bias_variance(self) -> tf.Tensor:
         """sigma_b^2 = exp of the clipped bias log variance."""
@@ -345,46 +350,46 @@ class MNFLayer(tf_keras.layers.Layer):
         inputs = tf.cast(inputs, self.compute_dtype)
         if sample is None:
             sample = self.sample_by_default
-        batch = tf.shape(inputs)[0]
-        if sample:
-            z_seed, eps_seed, kl_seed = tf.unstack(
-                tf.random.experimental.stateless_split(self._call_seed(), 3)
-            )
-            with variables_in_their_own_dtype():
-                z = (
-                    self._checked(self.posterior.sample_z(batch, z_seed), "z")
-                    if self.use_z
-                    else None
-                )
-                self._add_divergences(kl_seed)
-        else:
+        if not sample:
             with variables_in_their_own_dtype():
                 z = self._checked(self.posterior.mean_z(), "z") if self.use_z else None
-        if z is None:
-            z = tf.ones([batch, self.posterior.z_size] if sample else [self.posterior.z_size])
-        if sample:
-            outputs = self._sampled(inputs, z, eps_seed)
-        else:
+            z = tf.ones([self.posterior.z_size]) if z is None else z
             outputs = self._mean_outputs(inputs, tf.cast(z, self.compute_dtype))
+        else:
+            # While a SavedModel is traced the composite ops are used, so that the saved
+            # graphs hold only standard TensorFlow ops and load where the op library is missing.
+            saving = save_context.in_save_context()
+            with ops.force_composite() if saving else contextlib.nullcontext():
+                outputs = self._sample_call(inputs)
         outputs = outputs if self.activation is None else self.activation(outputs)
         return self._checked(outputs, "outputs")
 
-    def _sampled(self, inputs: tf.Tensor, z: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        """`_sample_outputs` in a dtype and on an op path that are safe, cast to compute dtype.
+    def _sample_call(self, inputs: tf.Tensor) -> tf.Tensor:
+        """A posterior predictive sample of the pre-activations; adds the divergences.
 
-        float16 runs the local reparameterization in float32: the weight variances (~1e-8
-        at the default init) flush to zero in float16 and their gradients overflow it.
-        While a SavedModel is traced the composite ops are used, so that the saved graphs
-        hold only standard TensorFlow ops and load where the op library is missing.
+        One `PosteriorDraw` gives the per-example z, the KL's own z_T sample and the
+        clipped weight variances that the local-reparameterization step and the KL share.
+        float16 runs that step in float32: the weight variances (~1e-8 at the default init)
+        flush to zero in float16 and their gradients overflow it.
         """
+        batch = tf.shape(inputs)[0]
+        draw_seed, eps_seed = tf.unstack(
+            tf.random.experimental.stateless_split(self._call_seed(), 2)
+        )
+        with variables_in_their_own_dtype():
+            draw = self.posterior.draw(batch, draw_seed)
+            z = tf.ones([batch, self.posterior.z_size]) if draw.z is None else draw.z
+            z = self._checked(z, "z") if self.use_z else z
+            self._add_divergences(draw)
         in_float32 = self.compute_dtype == "float16"
         dtype = self.dtype if in_float32 else self.compute_dtype
-        with contextlib.ExitStack() as stack:
-            if in_float32:
-                stack.enter_context(variables_in_their_own_dtype())
-            if save_context.in_save_context():
-                stack.enter_context(ops.force_composite())
-            outputs = self._sample_outputs(tf.cast(inputs, dtype), tf.cast(z, dtype), seed)
+        with variables_in_their_own_dtype() if in_float32 else contextlib.nullcontext():
+            outputs = self._sample_outputs(
+                tf.cast(inputs, dtype),
+                tf.cast(z, dtype),
+                eps_seed,
+                tf.cast(draw.moments.variance, dtype),
+            )
         return tf.cast(outputs, self.compute_dtype)
 
     def _checked(self, tensor: tf.Tensor, what: str) -> tf.Tensor:
@@ -393,8 +398,10 @@ class MNFLayer(tf_keras.layers.Layer):
             return tensor
         return tf.debugging.check_numerics(tensor, f"MNF layer {self.name!r}, tensor {what!r}")
 
-    def _add_divergences(self, seed: tf.Tensor) -> None:
-        kernel_kl = self.kernel_divergence_fn(self._kernel_posterior(seed), self.kernel_prior, None)
+    def _add_divergences(self, draw: PosteriorDraw) -> None:
+        kernel_kl = self.kernel_divergence_fn(
+            self._kernel_posterior(None, draw), self.kernel_prior, None
+        )
         bias_kl = self.bias_divergence_fn(self.bias_posterior, self.bias_prior, None)
         self.add_loss(self._checked(tf.add(kernel_kl, bias_kl, name="mnf_kl"), "KL"))
 

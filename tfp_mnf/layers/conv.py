@@ -109,11 +109,12 @@ class ConvMNF(MNFLayer):
             return outputs
         return tf.transpose(outputs, [0, self.rank + 1, *range(1, self.rank + 1)])
 
-    def _sample_outputs(self, inputs: tf.Tensor, z: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    def _sample_outputs(
+        self, inputs: tf.Tensor, z: tf.Tensor, seed: tf.Tensor, kernel_variance: tf.Tensor
+    ) -> tf.Tensor:
         x = self._to_channels_last(inputs)
         mu = self._conv(x, self.kernel_mean) + self.bias_mean
-        sigma_sq = tf.exp(2.0 * self.posterior.clipped_log_std())
-        var = self._conv(tf.square(x), sigma_sq) + self._bias_variance()
+        var = self._conv(tf.square(x), kernel_variance) + self._bias_variance()
         return self._from_channels_last(ops.conv_local_reparam_epilogue(mu, var, z, seed))
 
     def _mean_outputs(self, inputs: tf.Tensor, z: tf.Tensor) -> tf.Tensor:

@@ -53,12 +53,14 @@ class DenseMNF(MNFLayer):
         self.input_spec = tf_keras.layers.InputSpec(ndim=2, axes={-1: input_shape[-1]})
         return (input_shape[-1], self.units), 0, self.units
 
-    def _sample_outputs(self, inputs: tf.Tensor, z: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        return ops.dense_local_reparam(
+    def _sample_outputs(
+        self, inputs: tf.Tensor, z: tf.Tensor, seed: tf.Tensor, kernel_variance: tf.Tensor
+    ) -> tf.Tensor:
+        return ops.dense_local_reparam_from_variance(
             inputs,
             z,
             self.kernel_mean,
-            self.posterior.clipped_log_std(),
+            kernel_variance,
             self.bias_mean,
             self._clipped_bias_log_var(),
             seed,

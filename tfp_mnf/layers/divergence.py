@@ -35,7 +35,7 @@ class ScaledKL:
         self.scale = float(scale)
 
     def __call__(self, q: tfd.Distribution, p: tfd.Distribution, sample: Any = None) -> tf.Tensor:
-        return tf.cast(self.scale, q.dtype) * tfd.kl_divergence(q, p)
+        return tf.constant(self.scale, q.dtype) * tfd.kl_divergence(q, p)
 
     def get_config(self) -> dict:
         return {"scale": self.scale}

@@ -46,6 +46,7 @@ REQUIRED_OPS = (
     "mnf_clipped_variance",
     "mnf_dense_epilogue",
     "mnf_conv_local_reparam_epilogue",
+    "mnf_kernel_moments",
 )
 
 

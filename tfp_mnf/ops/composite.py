@@ -9,13 +9,92 @@ Bayesian Neural Networks, arXiv:1703.01961, Algorithm 1.
 """
 
 import math
+from typing import NamedTuple
 
 import tensorflow as tf
 
 
+class KernelMoments(NamedTuple):
+    """What a layer's forward pass and KL bound need of its kernel, from one pass over it.
+
+    With M the weight means, sigma^2 = exp(2 clip(log sigma)) the clipped weight variances,
+    i the index along the kernel's z axis and j over all other axes (flattened), and weight
+    vectors u, v along the z axis (r(z | W)'s c * z_T and c^2, Louizos & Welling 2017, eq. 9):
+
+    Attributes:
+      variance: sigma^2, the kernel's shape (the forward pass's variance kernel).
+      log_std_sum: sum_ij clip(log sigma_ij), a scalar.
+      variance_sum: `[Z]` sum_j sigma_ij^2.
+      mean_sq_sum: `[Z]` sum_j M_ij^2.
+      mean_sum: `[Z]` sum_j M_ij.
+      projected_mean: `[O]` sum_i u_i M_ij (None without weight vectors).
+      projected_variance: `[O]` sum_i v_i sigma_ij^2 (None without weight vectors).
+    """
+
+    variance: tf.Tensor
+    log_std_sum: tf.Tensor
+    variance_sum: tf.Tensor
+    mean_sq_sum: tf.Tensor
+    mean_sum: tf.Tensor
+    projected_mean: tf.Tensor | None
+    projected_variance: tf.Tensor | None
+
+
 def clip_log_std(log_std: tf.Tensor, max_std: float) -> tf.Tensor:
     """Clips a log standard deviation at `log(max_std)` (forward pass and KL alike)."""
-    return tf.minimum(log_std, tf.cast(math.log(max_std), log_std.dtype))
+    return tf.minimum(log_std, tf.constant(math.log(max_std), log_std.dtype))
+
+
+def contract_z(kernel: tf.Tensor, vector: tf.Tensor, z_axis: int) -> tf.Tensor:
+    """sum_i vector_i kernel[..., i, ...] over axis `z_axis`, flattened to `[O]`."""
+    rank = kernel.shape.rank
+    if z_axis == 0:
+        return tf.linalg.matvec(tf.reshape(kernel, [tf.shape(kernel)[0], -1]), vector, True)
+    if z_axis == rank - 1:
+        return tf.linalg.matvec(tf.reshape(kernel, [-1, tf.shape(kernel)[-1]]), vector)
+    return tf.reshape(tf.tensordot(kernel, vector, axes=[[z_axis], [0]]), [-1])
+
+
+def kernel_moments(
+    kernel_mean: tf.Tensor,
+    kernel_log_std: tf.Tensor,
+    mean_weights: tf.Tensor | None,
+    variance_weights: tf.Tensor | None,
+    z_axis: int,
+    min_log_std: float,
+    max_std: float,
+) -> KernelMoments:
+    """The `KernelMoments` of a kernel, log sigma clipped to [min_log_std, log(max_std)].
+
+    Args:
+      kernel_mean: the weight means M, any rank.
+      kernel_log_std: log sigma, M's shape.
+      mean_weights: `[Z]` weights u of `projected_mean`, or None (no projections).
+      variance_weights: `[Z]` weights v of `projected_variance`, or None.
+      z_axis: the non-negative kernel axis of z.
+      min_log_std: lower clip of log sigma.
+      max_std: upper clip of sigma.
+
+    Returns:
+      `KernelMoments`.
+    """
+    log_std = tf.clip_by_value(
+        kernel_log_std,
+        tf.constant(min_log_std, kernel_log_std.dtype),
+        tf.constant(math.log(max_std), kernel_log_std.dtype),
+    )
+    variance = tf.exp(2.0 * log_std)
+    other = [axis for axis in range(kernel_mean.shape.rank) if axis != z_axis]
+    project = mean_weights is not None
+    return KernelMoments(
+        variance=variance,
+        log_std_sum=tf.reduce_sum(log_std),
+        variance_sum=tf.reduce_sum(variance, other),
+        mean_sq_sum=tf.reduce_sum(tf.square(kernel_mean), other),
+        mean_sum=tf.reduce_sum(kernel_mean, other),
+        projected_mean=contract_z(kernel_mean, mean_weights, z_axis) if project else None,
+        projected_variance=contract_z(variance, variance_weights, z_axis) if project else None,
+    )
 
 
 def dense_local_reparam(
@@ -47,11 +126,41 @@ def dense_local_reparam(
     Returns:
       `[B, N]` sampled pre-activations.
     """
-    log_max = math.log(max_std)
     sigma_sq = tf.exp(2.0 * clip_log_std(kernel_log_std, max_std))
-    bias_var = tf.exp(tf.minimum(bias_log_var, tf.cast(2.0 * log_max, bias_log_var.dtype)))
+    return dense_local_reparam_from_variance(
+        x, z, kernel_mean, sigma_sq, bias_mean, bias_log_var, seed, max_std
+    )
+
+
+def dense_local_reparam_from_variance(
+    x: tf.Tensor,
+    z: tf.Tensor,
+    kernel_mean: tf.Tensor,
+    kernel_variance: tf.Tensor,
+    bias_mean: tf.Tensor,
+    bias_log_var: tf.Tensor,
+    seed: tf.Tensor,
+    max_std: float,
+) -> tf.Tensor:
+    """`dense_local_reparam` given the (clipped) weight variances sigma^2 instead of log sigma.
+
+    Args:
+      x: `[B, K]` inputs.
+      z: `[B, K]` multiplicative noise.
+      kernel_mean: `[K, N]` weight means M.
+      kernel_variance: `[K, N]` weight variances sigma^2.
+      bias_mean: `[N]` bias means.
+      bias_log_var: `[N]` bias log variances (clipped at 2 log max_std).
+      seed: `[2]` integer seed of the noise eps.
+      max_std: upper clip of the bias standard deviation.
+
+    Returns:
+      `[B, N]` sampled pre-activations.
+    """
+    log_max = math.log(max_std)
+    bias_var = tf.exp(tf.minimum(bias_log_var, tf.constant(2.0 * log_max, bias_log_var.dtype)))
     mu = tf.matmul(x * z, kernel_mean) + bias_mean
-    var = tf.matmul(tf.square(x), sigma_sq) + bias_var
+    var = tf.matmul(tf.square(x), kernel_variance) + bias_var
     eps = tf.random.stateless_normal(tf.shape(mu), seed=seed, dtype=mu.dtype)
     return mu + tf.sqrt(var) * eps
 

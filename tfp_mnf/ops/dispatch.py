@@ -10,6 +10,7 @@ The choice is made when the op is built (at tracing time inside a `tf.function`)
 
 import contextlib
 import functools
+import math
 import os
 import threading
 from collections.abc import Iterator
@@ -91,11 +92,14 @@ def _check_dense_shapes(
     x: tf.Tensor,
     z: tf.Tensor,
     kernel_mean: tf.Tensor,
-    kernel_log_std: tf.Tensor,
     bias_mean: tf.Tensor,
     bias_log_var: tf.Tensor,
+    **kernel: tf.Tensor,
 ) -> None:
-    """Checks the static shapes of the dense op's arguments, naming the first one that differs."""
+    """Checks the static shapes of the dense op's arguments, naming the first one that differs.
+
+    `kernel` holds the one other `[K, N]` argument (`kernel_log_std` or `kernel_variance`).
+    """
     if x.shape.rank not in (None, 2):
         raise ValueError(f"x must be rank 2 [batch, in_features], got {x.shape}")
     x_shape = x.shape.with_rank(2)
@@ -107,7 +111,8 @@ def _check_dense_shapes(
         f"[in_features, out_features] with in_features={x_shape[1]} of x",
     )
     m_shape = kernel_mean.shape.with_rank(2)
-    _require_shape("kernel_log_std", kernel_log_std, m_shape, f"{m_shape} of kernel_mean")
+    for name, tensor in kernel.items():
+        _require_shape(name, tensor, m_shape, f"{m_shape} of kernel_mean")
     out_shape = tf.TensorShape([m_shape[1]])
     _require_shape("bias_mean", bias_mean, out_shape, f"{out_shape} [out_features]")
     _require_shape("bias_log_var", bias_log_var, out_shape, f"{out_shape} [out_features]")
@@ -151,10 +156,10 @@ def dense_local_reparam(
       ValueError: `max_std` <= 0 or an argument's static shape does not fit the others.
       TypeError: an argument of another dtype than `x`, or a non-integer seed.
     """
-    if not max_std > 0:
-        raise ValueError(f"max_std must be > 0, got {max_std}")
-    args = _as_tensors(
-        "x",
+    return _dense(
+        "dense_local_reparam",
+        seed,
+        max_std,
         x=x,
         z=z,
         kernel_mean=kernel_mean,
@@ -162,9 +167,59 @@ def dense_local_reparam(
         bias_mean=bias_mean,
         bias_log_var=bias_log_var,
     )
+
+
+def dense_local_reparam_from_variance(
+    x: tf.Tensor,
+    z: tf.Tensor,
+    kernel_mean: tf.Tensor,
+    kernel_variance: tf.Tensor,
+    bias_mean: tf.Tensor,
+    bias_log_var: tf.Tensor,
+    seed: tf.Tensor,
+    max_std: float,
+) -> tf.Tensor:
+    """`dense_local_reparam` given the clipped weight variances sigma^2 (as `kernel_moments`
+    returns them) instead of log sigma; see `composite.dense_local_reparam_from_variance`.
+
+    Args:
+      x: `[B, K]` inputs.
+      z: `[B, K]` multiplicative noise.
+      kernel_mean: `[K, N]` weight means.
+      kernel_variance: `[K, N]` weight variances.
+      bias_mean: `[N]` bias means.
+      bias_log_var: `[N]` bias log variances.
+      seed: `[2]` int32/int64 seed of the noise eps.
+      max_std: upper clip of the bias standard deviation (> 0).
+
+    Returns:
+      `[B, N]` sampled pre-activations, from the fused kernels or the composite path.
+
+    Raises:
+      ValueError: `max_std` <= 0 or an argument's static shape does not fit the others.
+      TypeError: an argument of another dtype than `x`, or a non-integer seed.
+    """
+    return _dense(
+        "dense_local_reparam_from_variance",
+        seed,
+        max_std,
+        x=x,
+        z=z,
+        kernel_mean=kernel_mean,
+        kernel_variance=kernel_variance,
+        bias_mean=bias_mean,
+        bias_log_var=bias_log_var,
+    )
+
+
+def _dense(function: str, seed: tf.Tensor, max_std: float, **tensors: tf.Tensor) -> tf.Tensor:
+    """Validates the arguments of the dense op `function` and dispatches it."""
+    if not max_std > 0:
+        raise ValueError(f"max_std must be > 0, got {max_std}")
+    args = _as_tensors("x", **tensors)
     _check_dense_shapes(**args)
     impl = fused if _use_fused(args["x"].dtype) else composite
-    return impl.dense_local_reparam(**args, seed=_as_seed(seed), max_std=float(max_std))
+    return getattr(impl, function)(**args, seed=_as_seed(seed), max_std=float(max_std))
 
 
 def conv_local_reparam_epilogue(
@@ -184,3 +239,68 @@ def conv_local_reparam_epilogue(
     args = _as_tensors("mu", mu=mu, var=var, z=z)
     impl = fused if _use_fused(args["mu"].dtype) else composite
     return impl.conv_local_reparam_epilogue(**args, seed=_as_seed(seed))
+
+
+def kernel_moments(
+    kernel_mean: tf.Tensor,
+    kernel_log_std: tf.Tensor,
+    mean_weights: tf.Tensor | None = None,
+    variance_weights: tf.Tensor | None = None,
+    *,
+    z_axis: int,
+    min_log_std: float,
+    max_std: float,
+) -> composite.KernelMoments:
+    """The clipped weight variances and the kernel sums of the MNF KL bound, in one pass.
+
+    See `composite.KernelMoments` for the outputs. Fused when z is the first or the last
+    kernel axis (dense and conv layers), composite otherwise.
+
+    Args:
+      kernel_mean: the weight means M, rank >= 1.
+      kernel_log_std: log sigma, M's shape.
+      mean_weights: `[Z]` weights of `projected_mean` (r(z | W)'s c * z_T), or None.
+      variance_weights: `[Z]` weights of `projected_variance` (c^2); None iff
+        `mean_weights` is.
+      z_axis: the kernel axis of z (negative counts from the end).
+      min_log_std: lower clip of log sigma.
+      max_std: upper clip of sigma (> 0, log(max_std) > min_log_std).
+
+    Returns:
+      `KernelMoments`.
+
+    Raises:
+      ValueError: bad `z_axis`, `max_std` or `min_log_std`, or shapes that do not fit.
+      TypeError: an argument of another dtype than `kernel_mean`.
+    """
+    if not max_std > 0 or not math.log(max_std) > min_log_std:
+        raise ValueError(
+            f"max_std must be > 0 with log(max_std) > min_log_std={min_log_std}, got {max_std}"
+        )
+    if (mean_weights is None) != (variance_weights is None):
+        raise ValueError("mean_weights and variance_weights must both be given or both be None")
+    weights = {} if mean_weights is None else {"mean_weights": mean_weights}
+    if variance_weights is not None:
+        weights["variance_weights"] = variance_weights
+    args = _as_tensors(
+        "kernel_mean", kernel_mean=kernel_mean, kernel_log_std=kernel_log_std, **weights
+    )
+    mean = args["kernel_mean"]
+    rank = mean.shape.rank
+    if rank is None or rank < 1 or not mean.shape.is_fully_defined():
+        raise ValueError(f"kernel_mean must have a fully defined shape, got {mean.shape}")
+    if not -rank <= z_axis < rank:
+        raise ValueError(f"z_axis must be in [{-rank}, {rank}) for kernel_mean {mean.shape}")
+    z_axis %= rank
+    log_std = args["kernel_log_std"]
+    _require_shape("kernel_log_std", log_std, mean.shape, f"{mean.shape} of kernel_mean")
+    z_shape = tf.TensorShape([mean.shape[z_axis]])
+    for name in weights:
+        _require_shape(name, args[name], z_shape, f"{z_shape} [kernel_mean.shape[z_axis]]")
+    args.setdefault("mean_weights", None)
+    args.setdefault("variance_weights", None)
+    flat = z_axis in (0, rank - 1)
+    impl = fused if flat and _use_fused(mean.dtype) else composite
+    return impl.kernel_moments(
+        **args, z_axis=z_axis, min_log_std=float(min_log_std), max_std=float(max_std)
+    )

@@ -5,12 +5,14 @@ Philox/Box-Muller noise as `tf.random.stateless_normal`, and their gradient ops 
 eps from the seed instead of storing it. The dense layer's two matrix products stay
 `tf.matmul` (oneDNN on CPU, faster than any GEMM inside a custom op); the element-wise work
 around them is three fused ops: scaled inputs, clipped variance and the sampling epilogue.
-Reference: Louizos & Welling (2017), arXiv:1703.01961, Algorithm 1.
+`kernel_moments` is one pass over a layer's kernel for the variances and the KL's sums.
+Reference: Louizos & Welling (2017), arXiv:1703.01961, Algorithm 1 and eq. 15.
 """
 
 import tensorflow as tf
 
 from tfp_mnf.ops import _library
+from tfp_mnf.ops.composite import KernelMoments
 
 
 def dense_local_reparam(
@@ -24,11 +26,27 @@ def dense_local_reparam(
     max_std: float,
 ) -> tf.Tensor:
     """Fused `composite.dense_local_reparam` (same arguments and result)."""
+    sigma_sq = _library.load().mnf_clipped_variance(kernel_log_std, max_std=max_std)
+    return dense_local_reparam_from_variance(
+        x, z, kernel_mean, sigma_sq, bias_mean, bias_log_var, seed, max_std
+    )
+
+
+def dense_local_reparam_from_variance(
+    x: tf.Tensor,
+    z: tf.Tensor,
+    kernel_mean: tf.Tensor,
+    kernel_variance: tf.Tensor,
+    bias_mean: tf.Tensor,
+    bias_log_var: tf.Tensor,
+    seed: tf.Tensor,
+    max_std: float,
+) -> tf.Tensor:
+    """Fused `composite.dense_local_reparam_from_variance` (same arguments and result)."""
     library = _library.load()
     x_z, x_sq = library.mnf_dense_scaled_inputs(x, z)
-    sigma_sq = library.mnf_clipped_variance(kernel_log_std, max_std=max_std)
     mu = tf.matmul(x_z, kernel_mean)
-    var = tf.matmul(x_sq, sigma_sq)
+    var = tf.matmul(x_sq, kernel_variance)
     out, _ = library.mnf_dense_epilogue(mu, var, bias_mean, bias_log_var, seed, max_std=max_std)
     return out
 
@@ -38,6 +56,61 @@ def conv_local_reparam_epilogue(
 ) -> tf.Tensor:
     """Fused `composite.conv_local_reparam_epilogue` (same arguments and result)."""
     return _library.load().mnf_conv_local_reparam_epilogue(mu, var, z, seed)
+
+
+def kernel_moments(
+    kernel_mean: tf.Tensor,
+    kernel_log_std: tf.Tensor,
+    mean_weights: tf.Tensor | None,
+    variance_weights: tf.Tensor | None,
+    z_axis: int,
+    min_log_std: float,
+    max_std: float,
+) -> KernelMoments:
+    """Fused `composite.kernel_moments` for z along the first or the last kernel axis.
+
+    The kernel is viewed as `[Z, O]` (z first) or `[O, Z]` (z last); without weights the
+    projections are computed with zero weights and dropped.
+    """
+    shape = kernel_mean.shape
+    z_rows = z_axis == 0
+    if z_rows:
+        view = [shape[0], shape[1:].num_elements()]
+    else:
+        view = [shape[:-1].num_elements(), shape[-1]]
+    project = mean_weights is not None
+    if not project:
+        mean_weights = variance_weights = tf.zeros([shape[z_axis]], kernel_mean.dtype)
+    outputs = _library.load().mnf_kernel_moments(
+        tf.reshape(kernel_mean, view),
+        tf.reshape(kernel_log_std, view),
+        mean_weights,
+        variance_weights,
+        z_axis=0 if z_rows else 1,
+        min_log_std=min_log_std,
+        max_std=max_std,
+    )
+    return KernelMoments(
+        tf.reshape(outputs[0], shape),
+        *outputs[1:5],
+        outputs[5] if project else None,
+        outputs[6] if project else None,
+    )
+
+
+@tf.RegisterGradient("MnfKernelMoments")
+def _kernel_moments_grad(op: tf.Operation, *grads: tf.Tensor) -> list:
+    """Gradients for the kernel means, log sigma and the two weight vectors."""
+    grads = [
+        tf.zeros_like(out) if g is None else g for g, out in zip(grads, op.outputs, strict=True)
+    ]
+    return _library.load().mnf_kernel_moments_grad(
+        *grads,
+        *op.inputs,
+        z_axis=op.get_attr("z_axis"),
+        min_log_std=op.get_attr("min_log_std"),
+        max_std=op.get_attr("max_std"),
+    )
 
 
 @tf.RegisterGradient("MnfDenseScaledInputs")
