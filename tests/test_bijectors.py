@@ -155,6 +155,27 @@ def test_autoregressive_structure_holds_for_any_variable_values(kind):
     np.testing.assert_array_equal(np.triu(jacobian, 1), 0.0)  # y_i depends on z_<=i only
 
 
+@pytest.mark.parametrize("event_size", [2, 5])
+def test_realnvp_forward_caches_its_log_det_with_one_conditioner_pass(event_size):
+    flow = _randomized_flow("realnvp", event_size, num_layers=2)
+    calls = []
+    for step in flow._steps:
+        conditioner = step._shift_and_log_scale
+        step._shift_and_log_scale = lambda z1, units, f=conditioner: calls.append(1) or f(z1, units)
+    points = _points(event_size, seed=4)
+    x = tf.constant(points)
+    bijector = flow.bijector
+    y = bijector.forward(x)
+    log_det = bijector.forward_log_det_jacobian(x, event_ndims=1)
+    assert len(calls) == 2  # one per step: the log-det came from the forward pass's cache
+    # TFP's own log-det on a new tensor (no cache entry), and the autodiff one.
+    fresh = flow.bijector.forward_log_det_jacobian(tf.constant(points), event_ndims=1)
+    assert len(calls) == 4
+    np.testing.assert_allclose(log_det, fresh, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(log_det, _autodiff_log_det(flow.bijector, points)[0], atol=1e-4)
+    np.testing.assert_allclose(flow.bijector.inverse(tf.identity(y)), points, atol=1e-4)
+
+
 @pytest.mark.parametrize("kind", ["realnvp", "iaf", "maf"])
 @pytest.mark.parametrize("event_size", [4, 5])
 def test_every_second_step_works_in_the_reverse_order(kind, event_size):
