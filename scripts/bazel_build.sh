@@ -36,10 +36,12 @@ bazel build //:mnf_ops
 bazel test //:mnf_ops_load_test
 
 library="$(pwd)/bazel-bin/_mnf_ops.so"
-if [ -f tests/test_ops.py ]; then
+if [ -f tests/test_ops.py ] && [ -f tests/test_kernel_moments.py ]; then
   echo "== op tests against ${library}"
-  TFP_MNF_OPS_LIBRARY="$library" "$python_bin" -m pytest tests/test_ops.py -q
+  TFP_MNF_OPS_LIBRARY="$library" "$python_bin" -m pytest tests/test_ops.py \
+    tests/test_kernel_moments.py -q
 else
-  echo "== tests/test_ops.py not found: op tests against the Bazel library skipped"
+  echo "== tests/test_ops.py or tests/test_kernel_moments.py not found: op tests against the" \
+    "Bazel library skipped"
 fi
 echo "== OK: ${library}"
