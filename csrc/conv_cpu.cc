@@ -89,7 +89,8 @@ struct ConvEpilogueFunctor<CPUDevice, T> {
   }
 };
 
-// One example per task: dz[b, :] = sum over positions of g * mu stays thread-local.
+// One example per task: dz[b, :] = sum over positions of g * mu stays thread-local, summed
+// piece by piece into a buffer laid out like the pieces and folded into channels at the end.
 template <typename T>
 struct ConvEpilogueGradFunctor<CPUDevice, T> {
   tensorflow::Status operator()(OpKernelContext* ctx, const ConvInputs& in, const T* g,
@@ -108,6 +109,9 @@ struct ConvEpilogueGradFunctor<CPUDevice, T> {
             const ZRow<T> z_row(z + b * c, c);
             VectorMap<T> dz_b(dz_p + b * c, c);
             dz_b.setZero();
+            // Whole rows of channels, as long as the longest piece (c <= kChunk).
+            VectorMap<T> g_mu_sum(g_mu, c > kChunk ? 0 : std::min((kChunk / c) * c, per_example));
+            g_mu_sum.setZero();
             ForExamplePieces(per_example, c, [&](int64_t off, int64_t count, int64_t channel) {
               const int64_t first = b * per_example + off;
               FillNormal<T>(in.stream, first, count, eps);
@@ -116,19 +120,21 @@ struct ConvEpilogueGradFunctor<CPUDevice, T> {
                   g_piece * ConstVectorMap<T>(z_row.row + channel, count);
               // d out / d var = g eps / (2 std) (VarGrad on packets).
               VectorMap<T>(dvar_p + first, count) =
-                  g_piece * ConstVectorMap<T>(eps, count) /
-                  (T(2) * ConstVectorMap<T>(var + first, count).sqrt());
-              VectorMap<T> g_mu_piece(g_mu, count);
-              g_mu_piece = g_piece * ConstVectorMap<T>(mu + first, count);
+                  g_piece * ConstVectorMap<T>(eps, count) *
+                  (T(0.5) * ConstVectorMap<T>(var + first, count).rsqrt());
+              const auto g_mu_piece = g_piece * ConstVectorMap<T>(mu + first, count);
               if (c > kChunk) {
                 dz_b.segment(channel, count) += g_mu_piece;
               } else {
-                dz_b += Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic>>(
-                            g_mu, c, count / c)
-                            .rowwise()
-                            .sum();
+                g_mu_sum.head(count) += g_mu_piece;
               }
             });
+            if (c <= kChunk) {
+              dz_b += Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic>>(
+                          g_mu, c, g_mu_sum.size() / c)
+                          .rowwise()
+                          .sum();
+            }
           }
         });
     return tensorflow::OkStatus();

@@ -40,3 +40,29 @@ def test_quick_run_writes_table_and_json(tmp_path):
     assert set(result["prediction"]) == {"mnf_fused", "flipout"}
     assert all(p["images_per_s"] > 0 for p in result["prediction"].values())
     assert set(result["memory"]) == set(VARIANTS)
+
+
+def test_profile_step_attributes_the_mnf_step_to_layers_and_parts():
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    done = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "benchmarks", "profile_step.py"),
+            "--batch_size=8",
+            "--steps=2",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = [line.split(" | ") for line in done.stdout.splitlines() if line.startswith("| ")]
+    parts = {(row[0].strip("| "), row[1], row[2]) for row in rows if len(row) == 5}
+    for layer in ("conv2dmnf", "conv2dmnf_1", "dense_mnf", "dense_mnf_1"):
+        for phase in ("forward", "backward"):
+            for part in ("sampling", "q flow", "KL"):
+                assert (layer, phase, part) in parts, (layer, phase, part)
+    assert ("-", "update", "optimizer") in parts
+    assert "| MnfConvLocalReparamEpilogue |" in done.stdout
