@@ -3,7 +3,8 @@
 Prints one table: median milliseconds of >= 50 timed runs after warm-up (the three paths
 take turns in each run), for the fused kernels, the composite path in graph mode
 (`tf.function`) and the composite path under XLA (`tf.function(jit_compile=True)`), forward
-and forward+backward, and the ratio fused / composite-graph.
+and forward+backward (the output's sum and the gradients of every input), and the ratio
+fused / composite-graph.
 Usage: `python benchmarks/bench_ops.py [--runs 50]`.
 """
 
@@ -51,9 +52,11 @@ def _functions(op: callable, args: list, extra: dict) -> tuple:
         return op(*args, seed=seed, **extra)
 
     def forward_backward():
+        # The loss is returned with the gradients: otherwise graph optimization prunes the
+        # composite's mean product, whose value the gradients do not need.
         with tf.GradientTape() as tape:
             loss = tf.reduce_sum(op(*args, seed=seed, **extra))
-        return tape.gradient(loss, args)
+        return loss, tape.gradient(loss, args)
 
     return forward, forward_backward
 
