@@ -126,11 +126,8 @@ class MNFPosterior:
 
     def clipped_log_std(self) -> tf.Tensor:
         """log sigma of q(W | z), clipped to [`MIN_LOG_STD`, log(max_std)]."""
-        log_std = tf.convert_to_tensor(self.kernel_log_std)
-        return tf.clip_by_value(
-            log_std,
-            tf.constant(MIN_LOG_STD, log_std.dtype),
-            tf.constant(math.log(self.max_std), log_std.dtype),
+        return ops.clip_log_std(
+            tf.convert_to_tensor(self.kernel_log_std), self.max_std, MIN_LOG_STD
         )
 
     def kernel_moments(self, kl_z: tf.Tensor | None = None) -> ops.KernelMoments:

@@ -106,10 +106,6 @@ class _RealNVP(tfb.RealNVP):
     finds it. The inverse and every other method are TFP's.
     """
 
-    def __init__(self, num_masked: int, shift_and_log_scale_fn: Any) -> None:
-        self._conditioner = shift_and_log_scale_fn
-        super().__init__(num_masked=num_masked, shift_and_log_scale_fn=shift_and_log_scale_fn)
-
     def _forward(self, x: tf.Tensor, **kwargs: Any) -> tf.Tensor:
         self._cache_input_depth(x)
         masked = abs(self._masked_size)
@@ -118,7 +114,7 @@ class _RealNVP(tfb.RealNVP):
             x1, x0 = tf.split(x, sizes[::-1], axis=-1)
         else:
             x0, x1 = tf.split(x, sizes, axis=-1)
-        shift, log_scale = self._conditioner(x0, sizes[1])
+        shift, log_scale = self._shift_and_log_scale_fn(x0, sizes[1])
         y1 = x1 * tf.exp(log_scale) + shift
         self._cache.forward_attributes(x, **kwargs)["ildj"] = -tf.reduce_sum(log_scale, -1)
         return tf.concat([y1, x0] if self._reverse_mask else [x0, y1], axis=-1)

@@ -378,8 +378,10 @@ class MNFLayer(tf_keras.layers.Layer):
         )
         with variables_in_their_own_dtype():
             draw = self.posterior.draw(batch, draw_seed)
-            z = tf.ones([batch, self.posterior.z_size]) if draw.z is None else draw.z
-            z = self._checked(z, "z") if self.use_z else z
+            if draw.z is None:
+                z = tf.ones([batch, self.posterior.z_size])
+            else:
+                z = self._checked(draw.z, "z")
             self._add_divergences(draw)
         in_float32 = self.compute_dtype == "float16"
         dtype = self.dtype if in_float32 else self.compute_dtype

@@ -40,9 +40,13 @@ class KernelMoments(NamedTuple):
     projected_variance: tf.Tensor | None
 
 
-def clip_log_std(log_std: tf.Tensor, max_std: float) -> tf.Tensor:
-    """Clips a log standard deviation at `log(max_std)` (forward pass and KL alike)."""
-    return tf.minimum(log_std, tf.constant(math.log(max_std), log_std.dtype))
+def clip_log_std(log_std: tf.Tensor, max_std: float, min_log_std: float | None = None) -> tf.Tensor:
+    """Clips a log standard deviation at `log(max_std)`, and below at `min_log_std` if given
+    (forward pass and KL alike; the gradient passes inside the clips, as in tf.clip_by_value)."""
+    upper = tf.constant(math.log(max_std), log_std.dtype)
+    if min_log_std is None:
+        return tf.minimum(log_std, upper)
+    return tf.clip_by_value(log_std, tf.constant(min_log_std, log_std.dtype), upper)
 
 
 def contract_z(kernel: tf.Tensor, vector: tf.Tensor, z_axis: int) -> tf.Tensor:
@@ -78,11 +82,7 @@ def kernel_moments(
     Returns:
       `KernelMoments`.
     """
-    log_std = tf.clip_by_value(
-        kernel_log_std,
-        tf.constant(min_log_std, kernel_log_std.dtype),
-        tf.constant(math.log(max_std), kernel_log_std.dtype),
-    )
+    log_std = clip_log_std(kernel_log_std, max_std, min_log_std)
     variance = tf.exp(2.0 * log_std)
     other = [axis for axis in range(kernel_mean.shape.rank) if axis != z_axis]
     project = mean_weights is not None

@@ -279,9 +279,11 @@ def kernel_moments(
         )
     if (mean_weights is None) != (variance_weights is None):
         raise ValueError("mean_weights and variance_weights must both be given or both be None")
-    weights = {} if mean_weights is None else {"mean_weights": mean_weights}
-    if variance_weights is not None:
-        weights["variance_weights"] = variance_weights
+    weights = (
+        {}
+        if mean_weights is None
+        else {"mean_weights": mean_weights, "variance_weights": variance_weights}
+    )
     args = _as_tensors(
         "kernel_mean", kernel_mean=kernel_mean, kernel_log_std=kernel_log_std, **weights
     )
