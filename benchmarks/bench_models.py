@@ -7,7 +7,9 @@ KL terms, backward pass, Adam update) inside one `tf.function` after warm-up, fo
 - `mnf_xla`: `MNFLeNet` in `tf.function(jit_compile=True)` (composite ops, XLA-compiled);
 - `flipout`: LeNet of `tfp.layers.Convolution2DFlipout` / `DenseFlipout`;
 - `reparameterization`: LeNet of the `*Reparameterization` layers;
-- `plain`: deterministic `LeNet`, the speed floor.
+- `plain`: deterministic `LeNet`, the speed floor;
+and on request (`--variants`) the ablations `mnf_no_flows` (no q or r flows) and `mnf_no_z`
+(`use_z=False`, a mean-field Gaussian posterior), both on the fused ops.
 All are LeNet 20-50-500-10 on 28x28x1 inputs, float32, Adam 1e-3 (`--optimizer`: one fused
 ResourceApplyAdam kernel per variable by default, or tf_keras' current Adam), cross-entropy
 plus the sum of `model.losses` (the KLs scaled by 1 / 60000). Timed steps are interleaved
@@ -51,6 +53,11 @@ NUM_TRAIN = 60000
 IMAGE_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 VARIANTS = ("mnf_fused", "mnf_composite", "mnf_xla", "flipout", "reparameterization", "plain")
+# Ablations of MNF-LeNet (fused ops), on request with --variants: what the flows cost.
+ABLATIONS = {
+    "mnf_no_flows": {"num_q_flows": 0, "num_r_flows": 0},
+    "mnf_no_z": {"use_z": False},
+}
 PREDICT_VARIANTS = ("mnf_fused", "mnf_composite", "flipout")
 PREDICT_BATCH = 500
 # "fused_adam": one ResourceApplyAdam kernel per variable (tf_keras' legacy optimizer);
@@ -62,10 +69,10 @@ OPTIMIZERS = {
 
 
 def build_model(variant: str) -> tf_keras.Model:
-    """A fresh, built LeNet 20-50-500-10 of `variant` (one of `VARIANTS`)."""
+    """A fresh, built LeNet 20-50-500-10 of `variant` (one of `VARIANTS` or `ABLATIONS`)."""
     kl_scale = 1.0 / NUM_TRAIN
     if variant.startswith("mnf"):
-        model = models.MNFLeNet(kl_scale=kl_scale, seed=0)
+        model = models.MNFLeNet(kl_scale=kl_scale, seed=0, **ABLATIONS.get(variant, {}))
     elif variant == "flipout":
         model = models.FlipoutLeNet(kl_scale=kl_scale)
     elif variant == "reparameterization":
@@ -353,8 +360,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.predict_images, args.predict_samples, args.memory = 50, 2, "inprocess"
     args.variants = tuple(args.variants.split(","))
     for variant in args.variants:
-        if variant not in VARIANTS:
-            parser.error(f"--variants: unknown {variant!r}, expected some of {VARIANTS}")
+        if variant not in VARIANTS and variant not in ABLATIONS:
+            parser.error(
+                f"--variants: unknown {variant!r}, expected some of {VARIANTS} "
+                f"or the ablations {tuple(ABLATIONS)}"
+            )
     if min(args.steps, args.rounds, args.predict_images, args.predict_samples) < 1:
         parser.error("--steps, --rounds, --predict_images, --predict_samples must be >= 1")
     if args.warmup < 0:

@@ -78,7 +78,11 @@ def op_events(logdir: str) -> list[tuple[str, float]]:
 def main() -> None:
     """Profiles the step and prints the breakdown."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--variant", default="mnf_fused", choices=bench_models.VARIANTS)
+    parser.add_argument(
+        "--variant",
+        default="mnf_fused",
+        choices=(*bench_models.VARIANTS, *bench_models.ABLATIONS),
+    )
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10, help="profiled steps")
     parser.add_argument("--single_thread", action="store_true")
