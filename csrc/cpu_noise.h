@@ -19,7 +19,7 @@
 #include "Eigen/Core"
 #include "local_reparam_math.h"
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -58,6 +58,23 @@ inline void PhiloxRound16(__m512i& c0, __m512i& c1, __m512i& c2, __m512i& c3, __
   c1 = lo1;
   c3 = lo0;
 }
+#elif defined(__AVX2__)
+// One Philox round (PhiloxRound) on 8 blocks, as PhiloxRound16 with AVX2 (blend, xor).
+inline void PhiloxRound8(__m256i& c0, __m256i& c1, __m256i& c2, __m256i& c3, __m256i k0,
+                         __m256i k1) {
+  const __m256i m0 = _mm256_set1_epi32(static_cast<int>(0xD2511F53u));
+  const __m256i m1 = _mm256_set1_epi32(static_cast<int>(0xCD9E8D57u));
+  const __m256i hi0 = _mm256_blend_epi32(_mm256_srli_epi64(_mm256_mul_epu32(c0, m0), 32),
+                                         _mm256_mul_epu32(_mm256_srli_epi64(c0, 32), m0), 0xAA);
+  const __m256i hi1 = _mm256_blend_epi32(_mm256_srli_epi64(_mm256_mul_epu32(c2, m1), 32),
+                                         _mm256_mul_epu32(_mm256_srli_epi64(c2, 32), m1), 0xAA);
+  const __m256i lo0 = _mm256_mullo_epi32(c0, m0);
+  const __m256i lo1 = _mm256_mullo_epi32(c2, m1);
+  c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), k0);
+  c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), k1);
+  c1 = lo1;
+  c3 = lo0;
+}
 #endif
 
 // The ten rounds of Philox10 on blocks [begin, end) of `words`, key (k0, k1).
@@ -85,6 +102,28 @@ inline void PhiloxRounds(PhiloxWords& words, int begin, int end, uint32_t k0, ui
     for (int w = 0; w < 4; ++w) {
       _mm512_storeu_si512(words.w[w] + begin, a[w]);
       _mm512_storeu_si512(words.w[w] + begin + 16, b[w]);
+    }
+  }
+#elif defined(__AVX2__)
+  // Four vectors of 8 at a time (kBlockGroup): independent multiplies in flight.
+  for (; begin + kBlockGroup <= end; begin += kBlockGroup) {
+    __m256i v[4][4];
+    for (int w = 0; w < 4; ++w) {
+      for (int q = 0; q < 4; ++q) {
+        v[q][w] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(words.w[w] + begin + 8 * q));
+      }
+    }
+    uint32_t r0 = k0, r1 = k1;
+    for (int round = 0; round < 10; ++round) {
+      const __m256i key0 = _mm256_set1_epi32(static_cast<int>(r0));
+      const __m256i key1 = _mm256_set1_epi32(static_cast<int>(r1));
+      for (int q = 0; q < 4; ++q) PhiloxRound8(v[q][0], v[q][1], v[q][2], v[q][3], key0, key1);
+      PhiloxBumpKey(r0, r1);
+    }
+    for (int w = 0; w < 4; ++w) {
+      for (int q = 0; q < 4; ++q) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(words.w[w] + begin + 8 * q), v[q][w]);
+      }
     }
   }
 #endif

@@ -21,16 +21,24 @@ using tensorflow::Tensor;
 using tensorflow::TensorShape;
 using Index = Eigen::DenseIndex;
 
-// Calls fn(first, j0, count, eps) for the pieces of row `row` of a [B, n] tensor, eps of flat
-// elements [first, first + count) (columns [j0, j0 + count)) in a buffer.
+// Calls fn(first, j0, count, eps) for the pieces of rows [row_begin, row_end) of a [B, n]
+// tensor: eps is generated in flat chunks of kChunk elements across rows (short rows waste no
+// Philox blocks) and each chunk is cut at row ends; a piece covers flat elements
+// [first, first + count), columns [j0, j0 + count).
 template <typename T, typename Fn>
-void ForRowPieces(const NormalStream& stream, int64_t row, int64_t n, Fn fn) {
+void ForRowPieces(const NormalStream& stream, int64_t row_begin, int64_t row_end, int64_t n,
+                  Fn fn) {
   alignas(64) T eps[kChunk];
-  for (int64_t j0 = 0; j0 < n; j0 += kChunk) {
-    const int64_t count = std::min(kChunk, n - j0);
-    const int64_t first = row * n + j0;
-    FillNormal<T>(stream, first, count, eps);
-    fn(first, j0, count, ConstVectorMap<T>(eps, count));
+  const int64_t end = row_end * n;
+  for (int64_t chunk = row_begin * n; chunk < end; chunk += kChunk) {
+    const int64_t chunk_end = std::min(chunk + kChunk, end);
+    FillNormal<T>(stream, chunk, chunk_end - chunk, eps);
+    for (int64_t first = chunk; first < chunk_end;) {
+      const int64_t j0 = first % n;
+      const int64_t count = std::min(n - j0, chunk_end - first);
+      fn(first, j0, count, ConstVectorMap<T>(eps + (first - chunk), count));
+      first += count;
+    }
   }
 }
 
@@ -114,16 +122,14 @@ struct DenseEpilogueFunctor<CPUDevice, T> {
     const Vector<T> bias_var = BiasVariance<T>(bias_log_var, n, two_log_max);
     const ConstVectorMap<T> bias(bias_mean, n);
     ParallelRange(ctx, batch, 8.0 * n, [&](int64_t begin, int64_t end) {
-      for (int64_t row = begin; row < end; ++row) {
-        ForRowPieces<T>(stream, row, n, [&](int64_t first, int64_t j0, int64_t count,
-                                            const ConstVectorMap<T>& eps) {
-          VectorMap<T> std_row(std_p + first, count);
-          std_row = (ConstVectorMap<T>(var + first, count) + bias_var.segment(j0, count)).sqrt();
-          // out = mu + sqrt(var) eps (Sample on packets; Algorithm 1, local reparameterization).
-          VectorMap<T>(out_p + first, count) =
-              ConstVectorMap<T>(mu + first, count) + bias.segment(j0, count) + std_row * eps;
-        });
-      }
+      ForRowPieces<T>(stream, begin, end, n, [&](int64_t first, int64_t j0, int64_t count,
+                                                 const ConstVectorMap<T>& eps) {
+        VectorMap<T> std_row(std_p + first, count);
+        std_row = (ConstVectorMap<T>(var + first, count) + bias_var.segment(j0, count)).sqrt();
+        // out = mu + sqrt(var) eps (Sample on packets; Algorithm 1, local reparameterization).
+        VectorMap<T>(out_p + first, count) =
+            ConstVectorMap<T>(mu + first, count) + bias.segment(j0, count) + std_row * eps;
+      });
     });
     return tensorflow::OkStatus();
   }
@@ -154,18 +160,18 @@ struct DenseEpilogueGradFunctor<CPUDevice, T> {
         VectorMap<T> sum_gv(partial_p + (shard * 2 + 1) * n, n);
         sum_g.setZero();
         sum_gv.setZero();
+        const int64_t row_begin = std::min(batch, shard * rows_per_shard);
         const int64_t row_end = std::min(batch, (shard + 1) * rows_per_shard);
-        for (int64_t row = shard * rows_per_shard; row < row_end; ++row) {
-          ForRowPieces<T>(stream, row, n, [&](int64_t first, int64_t j0, int64_t count,
-                                              const ConstVectorMap<T>& eps) {
-            const ConstVectorMap<T> g_row(g + first, count);
-            VectorMap<T> gv_row(gv + first, count);
-            // d out / d var = g eps / (2 std) (VarGrad on packets).
-            gv_row = g_row * eps / (T(2) * ConstVectorMap<T>(std_p + first, count));
-            sum_g.segment(j0, count) += g_row;
-            sum_gv.segment(j0, count) += gv_row;
-          });
-        }
+        ForRowPieces<T>(stream, row_begin, row_end, n, [&](int64_t first, int64_t j0,
+                                                           int64_t count,
+                                                           const ConstVectorMap<T>& eps) {
+          const ConstVectorMap<T> g_row(g + first, count);
+          VectorMap<T> gv_row(gv + first, count);
+          // d out / d var = g eps / (2 std) (VarGrad on packets).
+          gv_row = g_row * eps / (T(2) * ConstVectorMap<T>(std_p + first, count));
+          sum_g.segment(j0, count) += g_row;
+          sum_gv.segment(j0, count) += gv_row;
+        });
       }
     });
     for (int64_t shard = 0; shard < shards; ++shard) {
