@@ -1,7 +1,7 @@
 """Times the fused local-reparameterization ops against the composite TensorFlow path.
 
 Prints one table: median milliseconds of >= 50 timed runs after warm-up (the three paths
-take turns in each run), for the fused kernels, the composite path in graph mode
+take turns in each run, in a rotating order), for the fused kernels, the composite path in graph mode
 (`tf.function`) and the composite path under XLA (`tf.function(jit_compile=True)`), forward
 and forward+backward (the output's sum and the gradients of every input), and the ratio
 fused / composite-graph.
@@ -63,13 +63,17 @@ def _functions(op: callable, args: list, extra: dict) -> tuple:
 
 def _median_ms(fns: dict, runs: int) -> dict:
     """Median milliseconds of each function; the functions take turns in every run, so that
-    load from other processes shifts them alike."""
+    load from other processes shifts them alike, in an order rotated from run to run, so that
+    each follows every other equally often (an XLA call leaves its thread pool spinning for a
+    while, which slows whatever runs right after it)."""
     for fn in fns.values():
         for _ in range(5):
             fn()
     times = {label: [] for label in fns}
-    for _ in range(runs):
-        for label, fn in fns.items():
+    order = list(fns.items())
+    for run in range(runs):
+        shift = run % len(order)
+        for label, fn in order[shift:] + order[:shift]:
             start = time.perf_counter()
             tf.nest.map_structure(lambda t: t.numpy(), fn())
             times[label].append(time.perf_counter() - start)
