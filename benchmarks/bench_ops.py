@@ -1,9 +1,9 @@
 """Times the fused local-reparameterization ops against the composite TensorFlow path.
 
 Prints one table: median milliseconds of >= 50 timed runs after warm-up (the three paths
-take turns in each run, in a rotating order), for the fused kernels, the composite path in graph mode
-(`tf.function`) and the composite path under XLA (`tf.function(jit_compile=True)`), forward
-and forward+backward (the output's sum and the gradients of every input), and the ratio
+take turns in each run, in a rotating order), for the fused kernels, the composite path in
+graph mode (`tf.function`) and the composite path under XLA (`tf.function(jit_compile=True)`),
+forward and forward+backward (the output's sum and the gradients of every input), and the ratio
 fused / composite-graph.
 Usage: `python benchmarks/bench_ops.py [--runs 50]`.
 """
