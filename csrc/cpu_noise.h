@@ -1,8 +1,8 @@
 // Vectorized CPU generation of the stateless normal stream of local_reparam_math.h.
 //
 // FillNormal<T> writes eps of any range of flat elements. The Philox blocks are generated in
-// structure-of-arrays form (AVX-512 intrinsics where the compiler targets AVX-512, else a loop
-// the compiler vectorizes), and the float Box-Muller transform runs as branch-free
+// structure-of-arrays form (AVX-512 or AVX2 intrinsics, whichever the compiler targets, else
+// a loop the compiler vectorizes), and the float Box-Muller transform runs as branch-free
 // polynomials (log, sin and cos on the ranges Box-Muller needs) that vectorize, instead of
 // libm calls. The scalar NormalAt of local_reparam_math.h (bit-equal to
 // tf.random.stateless_normal) is the reference: float results agree to ~1e-7 relative.

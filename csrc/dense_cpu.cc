@@ -1,8 +1,8 @@
 // CPU kernels (float32, float64) of the element-wise dense ops around the two tf.matmul of
 // the dense MNF layer: MnfDenseScaledInputs, MnfClippedVariance, MnfDenseEpilogue and their
 // gradients. Each is one pass, split over the thread pool when large; the epilogue generates
-// eps row by row in chunks and its gradient regenerates it from the seed (Louizos & Welling
-// 2017, Algorithm 1). The maths are the functions of local_reparam_math.h, written as Eigen
+// eps in flat chunks across rows and its gradient regenerates it from the seed (Louizos &
+// Welling 2017, Algorithm 1). The maths are the functions of local_reparam_math.h, written as Eigen
 // packet expressions where the scalar form would not vectorize (exp, sqrt).
 #define EIGEN_USE_THREADS
 
