@@ -11,7 +11,14 @@
 // MnfConvLocalReparamEpilogue: out = mu * z[b, c] + sqrt(var) * eps, channels-last.
 // MnfKernelMoments: one pass over a layer's [rows, cols] kernel giving the clipped variances
 //   sigma^2 of the forward pass and the kernel sums of the KL bound (kernel_moments.h).
+// MnfConv2DMeanVariance: a conv layer's mean = conv(x, M) and variance = conv(x^2, sigma^2)
+//   from one gathering of x's patches (conv2d_cpu.cc), NHWC with Conv2D's strides, padding
+//   and dilations; its gradients are two ops, the kernels' and x's, so that a graph that
+//   needs no input gradient (the first layer) never computes it.
 // Reference: Louizos & Welling (2017), arXiv:1703.01961, Algorithm 1 and eq. 15.
+#include <string>
+#include <vector>
+
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -127,6 +134,65 @@ Status MomentsShapes(InferenceContext* c, int first, ShapeHandle* kernel, ShapeH
   *kernel = mean;
   *z = expected_z;
   *other = c->Vector(c->Dim(mean, 1 - z_axis));
+  return tensorflow::OkStatus();
+}
+
+// One spatial output size of a convolution (TensorFlow's SAME / VALID rule), unknown when the
+// input size is.
+DimensionHandle WindowedDim(InferenceContext* c, DimensionHandle in, int64_t kernel,
+                            int64_t stride, int64_t dilation, bool same) {
+  if (!c->ValueKnown(in)) return c->UnknownDim();
+  const int64_t size = c->Value(in);
+  const int64_t span = (kernel - 1) * dilation + 1;
+  if (same) return c->MakeDim((size + stride - 1) / stride);
+  return c->MakeDim(size >= span ? (size - span) / stride + 1 : 0);
+}
+
+// Validates x [B, H, W, C] at input `x_index` and sets `out` to the convolution's output
+// [B, OH, OW, out_channels] for a [kernel_h, kernel_w, C, out_channels] kernel.
+Status Conv2DOutputShape(InferenceContext* c, int x_index, int64_t kernel_h, int64_t kernel_w,
+                         DimensionHandle out_channels, ShapeHandle* out) {
+  std::vector<int32_t> strides, dilations;
+  std::string padding;
+  TF_RETURN_IF_ERROR(c->GetAttr("strides", &strides));
+  TF_RETURN_IF_ERROR(c->GetAttr("dilations", &dilations));
+  TF_RETURN_IF_ERROR(c->GetAttr("padding", &padding));
+  for (const auto* v : {&strides, &dilations}) {
+    if (v->size() != 4 || (*v)[0] != 1 || (*v)[3] != 1 || (*v)[1] < 1 || (*v)[2] < 1) {
+      return tensorflow::errors::InvalidArgument(
+          v == &strides ? "strides" : "dilations",
+          " must be [1, height, width, 1] with positive entries");
+    }
+  }
+  ShapeHandle x;
+  TF_RETURN_IF_ERROR(NamedRank(c, x_index, "x", 4, "[batch, height, width, channels]", &x));
+  const bool same = padding == "SAME";
+  *out = c->MakeShape(
+      {c->Dim(x, 0), WindowedDim(c, c->Dim(x, 1), kernel_h, strides[1], dilations[1], same),
+       WindowedDim(c, c->Dim(x, 2), kernel_w, strides[2], dilations[2], same), out_channels});
+  return tensorflow::OkStatus();
+}
+
+// Validates (x, kernel_mean, kernel_variance) starting at input 0: x [B, H, W, C], the
+// kernels [KH, KW, C, N] with static KH, KW; sets `kernel` and the output shape `out`.
+Status Conv2DMeanVarianceShapes(InferenceContext* c, ShapeHandle* kernel, ShapeHandle* out) {
+  ShapeHandle k;
+  TF_RETURN_IF_ERROR(NamedRank(c, 1, "kernel_mean", 4,
+                               "[height, width, in_channels, out_channels]", &k));
+  TF_RETURN_IF_ERROR(NamedMerge(c, 2, "kernel_variance", k, "kernel_mean", &k));
+  if (!c->ValueKnown(c->Dim(k, 0)) || !c->ValueKnown(c->Dim(k, 1))) {
+    return tensorflow::errors::InvalidArgument(
+        "kernel_mean must have a static height and width, got ", c->DebugString(k));
+  }
+  TF_RETURN_IF_ERROR(Conv2DOutputShape(c, 0, c->Value(c->Dim(k, 0)), c->Value(c->Dim(k, 1)),
+                                       c->Dim(k, 3), out));
+  DimensionHandle channels;
+  if (!c->Merge(c->Dim(c->input(0), 3), c->Dim(k, 2), &channels).ok()) {
+    return tensorflow::errors::InvalidArgument(
+        "kernel_mean must have in_channels of x ", c->DebugString(c->input(0)), ", got ",
+        c->DebugString(k));
+  }
+  *kernel = k;
   return tensorflow::OkStatus();
 }
 
@@ -325,6 +391,76 @@ REGISTER_OP("MnfKernelMomentsGrad")
       c->set_output(1, kernel);
       c->set_output(2, z);
       c->set_output(3, z);
+      return tensorflow::OkStatus();
+    });
+
+REGISTER_OP("MnfConv2DMeanVariance")
+    .Input("x: T")
+    .Input("kernel_mean: T")
+    .Input("kernel_variance: T")
+    .Output("mean: T")
+    .Output("variance: T")
+    .Attr("strides: list(int)")
+    .Attr("padding: {'SAME', 'VALID'}")
+    .Attr("dilations: list(int) = [1, 1, 1, 1]")
+    .Attr("T: {float, double}")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle kernel, out;
+      TF_RETURN_IF_ERROR(Conv2DMeanVarianceShapes(c, &kernel, &out));
+      c->set_output(0, out);
+      c->set_output(1, out);
+      return tensorflow::OkStatus();
+    });
+
+REGISTER_OP("MnfConv2DMeanVarianceKernelGrad")
+    .Input("x: T")
+    .Input("grad_mean: T")
+    .Input("grad_variance: T")
+    .Output("grad_kernel_mean: T")
+    .Output("grad_kernel_variance: T")
+    .Attr("kernel_size: list(int)")
+    .Attr("strides: list(int)")
+    .Attr("padding: {'SAME', 'VALID'}")
+    .Attr("dilations: list(int) = [1, 1, 1, 1]")
+    .Attr("T: {float, double}")
+    .SetShapeFn([](InferenceContext* c) {
+      std::vector<int32_t> size;
+      TF_RETURN_IF_ERROR(c->GetAttr("kernel_size", &size));
+      if (size.size() != 2 || size[0] < 1 || size[1] < 1) {
+        return tensorflow::errors::InvalidArgument(
+            "kernel_size must be [height, width] with positive entries");
+      }
+      ShapeHandle grad;
+      TF_RETURN_IF_ERROR(NamedRank(c, 1, "grad_mean", 4,
+                                   "[batch, out_height, out_width, out_channels]", &grad));
+      ShapeHandle out;
+      TF_RETURN_IF_ERROR(Conv2DOutputShape(c, 0, size[0], size[1], c->Dim(grad, 3), &out));
+      TF_RETURN_IF_ERROR(NamedMerge(c, 1, "grad_mean", out, "the convolution output", &grad));
+      TF_RETURN_IF_ERROR(NamedMerge(c, 2, "grad_variance", grad, "grad_mean", &grad));
+      ShapeHandle kernel = c->MakeShape(
+          {c->MakeDim(size[0]), c->MakeDim(size[1]), c->Dim(c->input(0), 3), c->Dim(grad, 3)});
+      c->set_output(0, kernel);
+      c->set_output(1, kernel);
+      return tensorflow::OkStatus();
+    });
+
+REGISTER_OP("MnfConv2DMeanVarianceInputGrad")
+    .Input("x: T")
+    .Input("kernel_mean: T")
+    .Input("kernel_variance: T")
+    .Input("grad_mean: T")
+    .Input("grad_variance: T")
+    .Output("grad_x: T")
+    .Attr("strides: list(int)")
+    .Attr("padding: {'SAME', 'VALID'}")
+    .Attr("dilations: list(int) = [1, 1, 1, 1]")
+    .Attr("T: {float, double}")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle kernel, out, grad;
+      TF_RETURN_IF_ERROR(Conv2DMeanVarianceShapes(c, &kernel, &out));
+      TF_RETURN_IF_ERROR(NamedMerge(c, 3, "grad_mean", out, "the convolution output", &grad));
+      TF_RETURN_IF_ERROR(NamedMerge(c, 4, "grad_variance", grad, "grad_mean", &grad));
+      c->set_output(0, c->input(0));
       return tensorflow::OkStatus();
     });
 

@@ -112,9 +112,16 @@ class ConvMNF(MNFLayer):
     def _sample_outputs(
         self, inputs: tf.Tensor, z: tf.Tensor, seed: tf.Tensor, kernel_variance: tf.Tensor
     ) -> tf.Tensor:
-        x = self._to_channels_last(inputs)
-        mu = self._conv(x, self.kernel_mean) + self.bias_mean
-        var = self._conv(tf.square(x), kernel_variance) + self._bias_variance()
+        mean, variance = ops.conv_mean_variance(
+            self._to_channels_last(inputs),
+            self.kernel_mean,
+            kernel_variance,
+            strides=self.strides,
+            padding=self.padding.upper(),
+            dilations=self.dilation_rate,
+        )
+        mu = mean + self.bias_mean
+        var = variance + self._bias_variance()
         return self._from_channels_last(ops.conv_local_reparam_epilogue(mu, var, z, seed))
 
     def _mean_outputs(self, inputs: tf.Tensor, z: tf.Tensor) -> tf.Tensor:

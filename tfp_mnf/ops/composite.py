@@ -188,3 +188,29 @@ def conv_local_reparam_epilogue(
     )
     eps = tf.random.stateless_normal(tf.shape(mu), seed=seed, dtype=mu.dtype)
     return mu * z_b + tf.sqrt(var) * eps
+
+
+def conv_mean_variance(
+    x: tf.Tensor,
+    kernel_mean: tf.Tensor,
+    kernel_variance: tf.Tensor,
+    strides: tuple[int, ...],
+    padding: str,
+    dilations: tuple[int, ...],
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The two convolutions of an MNF conv layer (Algorithm 1): conv(x, M), conv(x^2, sigma^2).
+
+    Args:
+      x: `[B, *spatial, C_in]` channels-last inputs.
+      kernel_mean: `[*kernel_size, C_in, C_out]` weight means M.
+      kernel_variance: the weight variances sigma^2, M's shape.
+      strides: one stride per spatial dimension.
+      padding: "SAME" or "VALID".
+      dilations: one dilation rate per spatial dimension.
+
+    Returns:
+      `(mean, variance)`, each `[B, *out_spatial, C_out]`.
+    """
+    conv = dict(strides=strides, padding=padding, dilations=dilations)
+    mean = tf.nn.convolution(x, kernel_mean, **conv)
+    return mean, tf.nn.convolution(tf.square(x), kernel_variance, **conv)

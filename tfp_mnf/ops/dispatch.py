@@ -59,12 +59,12 @@ def _in_xla() -> bool:
     return control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph())
 
 
-def _use_fused(dtype: tf.DType) -> bool:
-    """Whether to build the fused ops for `dtype`."""
+def _use_fused(dtype: tf.DType, cpu_only: bool = False) -> bool:
+    """Whether to build the fused ops for `dtype` (`cpu_only`: an op without CUDA kernels)."""
     if not fused_available() or _in_xla():
         return False
     if _gpu_visible():
-        return _library.has_gpu_kernels() and dtype in _GPU_DTYPES
+        return not cpu_only and _library.has_gpu_kernels() and dtype in _GPU_DTYPES
     return dtype in _CPU_DTYPES
 
 
@@ -239,6 +239,69 @@ def conv_local_reparam_epilogue(
     args = _as_tensors("mu", mu=mu, var=var, z=z)
     impl = fused if _use_fused(args["mu"].dtype) else composite
     return impl.conv_local_reparam_epilogue(**args, seed=_as_seed(seed))
+
+
+def conv_mean_variance(
+    x: tf.Tensor,
+    kernel_mean: tf.Tensor,
+    kernel_variance: tf.Tensor,
+    *,
+    strides: tuple[int, ...],
+    padding: str,
+    dilations: tuple[int, ...],
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The two convolutions of an MNF conv layer: conv(x, M) and conv(x^2, sigma^2).
+
+    See `composite.conv_mean_variance`. Fused (one gathering of the input patches feeds
+    both) for 2-D convolutions on the CPU in float32/float64; otherwise, and on a GPU
+    (cuDNN), `tf.nn.convolution`.
+
+    Args:
+      x: `[B, *spatial, C_in]` channels-last inputs, 1 to 3 spatial dimensions.
+      kernel_mean: `[*kernel_size, C_in, C_out]` weight means, a static shape.
+      kernel_variance: the weight variances, `kernel_mean`'s shape.
+      strides: one positive stride per spatial dimension.
+      padding: "SAME" or "VALID".
+      dilations: one positive dilation rate per spatial dimension.
+
+    Returns:
+      `(mean, variance)`, each `[B, *out_spatial, C_out]`.
+
+    Raises:
+      ValueError: shapes that do not fit, or bad strides, padding or dilations.
+      TypeError: an argument of another dtype than `x`.
+    """
+    args = _as_tensors("x", x=x, kernel_mean=kernel_mean, kernel_variance=kernel_variance)
+    x, mean = args["x"], args["kernel_mean"]
+    rank = mean.shape.rank
+    if rank not in (3, 4, 5) or not mean.shape.is_fully_defined():
+        raise ValueError(
+            "kernel_mean must have a fully defined shape [*kernel_size, in_channels, "
+            f"out_channels] with 1 to 3 spatial dimensions, got {mean.shape}"
+        )
+    spatial = rank - 2
+    _require_shape(
+        "x",
+        x,
+        [None] * (spatial + 1) + [mean.shape[-2]],
+        f"[batch, *spatial ({spatial} dims), in_channels={mean.shape[-2]}] of kernel_mean",
+    )
+    _require_shape(
+        "kernel_variance", args["kernel_variance"], mean.shape, f"{mean.shape} of kernel_mean"
+    )
+    if padding not in ("SAME", "VALID"):
+        raise ValueError(f"padding must be 'SAME' or 'VALID', got {padding!r}")
+    for name, value in (("strides", strides), ("dilations", dilations)):
+        value = tuple(value)
+        if len(value) != spatial or not all(isinstance(v, int) and v >= 1 for v in value):
+            raise ValueError(f"{name} must be {spatial} positive ints, got {value!r}")
+    strides, dilations = tuple(strides), tuple(dilations)
+    # TensorFlow's convolutions refuse strides > 1 together with dilations > 1; so does the
+    # composite path, which then raises its error.
+    plain = max(strides) == 1 or max(dilations) == 1
+    fused_here = spatial == 2 and plain and _use_fused(x.dtype, cpu_only=True)
+    impl = fused if fused_here else composite
+    return impl.conv_mean_variance(**args, strides=strides, padding=padding, dilations=dilations)
 
 
 def kernel_moments(

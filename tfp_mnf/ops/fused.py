@@ -6,6 +6,8 @@ eps from the seed instead of storing it. The dense layer's two matrix products s
 `tf.matmul` (oneDNN on CPU, faster than any GEMM inside a custom op); the element-wise work
 around them is three fused ops: scaled inputs, clipped variance and the sampling epilogue.
 `kernel_moments` is one pass over a layer's kernel for the variances and the KL's sums.
+`conv_mean_variance` computes a 2-D conv layer's two convolutions from one gathering of the
+input patches, with a GEMM of its own (csrc/cpu_gemm.h; CPU only).
 Reference: Louizos & Welling (2017), arXiv:1703.01961, Algorithm 1 and eq. 15.
 """
 
@@ -56,6 +58,25 @@ def conv_local_reparam_epilogue(
 ) -> tf.Tensor:
     """Fused `composite.conv_local_reparam_epilogue` (same arguments and result)."""
     return _library.load().mnf_conv_local_reparam_epilogue(mu, var, z, seed)
+
+
+def conv_mean_variance(
+    x: tf.Tensor,
+    kernel_mean: tf.Tensor,
+    kernel_variance: tf.Tensor,
+    strides: tuple[int, int],
+    padding: str,
+    dilations: tuple[int, int],
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Fused `composite.conv_mean_variance` for 2-D convolutions (same arguments and result)."""
+    return _library.load().mnf_conv2d_mean_variance(
+        x,
+        kernel_mean,
+        kernel_variance,
+        strides=[1, *strides, 1],
+        padding=padding,
+        dilations=[1, *dilations, 1],
+    )
 
 
 def kernel_moments(
@@ -142,3 +163,27 @@ def _conv_grad(op: tf.Operation, grad: tf.Tensor) -> list:
     """Gradients for mu, var and z (not seed)."""
     grads = _library.load().mnf_conv_local_reparam_epilogue_grad(grad, *op.inputs)
     return [*grads, None]
+
+
+@tf.RegisterGradient("MnfConv2DMeanVariance")
+def _conv2d_mean_variance_grad(
+    op: tf.Operation, grad_mean: tf.Tensor, grad_variance: tf.Tensor
+) -> list:
+    """Gradients for x and both kernels, as two ops: a graph that needs no gradient for x
+    (a first layer) prunes the input-gradient op."""
+    x, kernel_mean, kernel_variance = op.inputs
+    grad_mean = tf.zeros_like(op.outputs[0]) if grad_mean is None else grad_mean
+    grad_variance = tf.zeros_like(op.outputs[1]) if grad_variance is None else grad_variance
+    conv = {
+        "strides": op.get_attr("strides"),
+        "padding": op.get_attr("padding").decode(),
+        "dilations": op.get_attr("dilations"),
+    }
+    library = _library.load()
+    grad_x = library.mnf_conv2d_mean_variance_input_grad(
+        x, kernel_mean, kernel_variance, grad_mean, grad_variance, **conv
+    )
+    grad_kernels = library.mnf_conv2d_mean_variance_kernel_grad(
+        x, grad_mean, grad_variance, kernel_size=kernel_mean.shape[:2].as_list(), **conv
+    )
+    return [grad_x, *grad_kernels]

@@ -1,0 +1,422 @@
+// CPU kernels of MnfConv2DMeanVariance and its two gradients (float32, float64): the two
+// convolutions of an MNF conv layer's local reparameterization, mean = conv(x, M) and
+// variance = conv(x^2, sigma^2) (Louizos & Welling 2017, Algorithm 1), NHWC input, HWIO
+// kernels. Each example's patches are gathered once (im2col) and feed both products, the
+// x^2 patches squared while the GEMM packs them (cpu_gemm.h):
+//   forward:      mean_b = P_b M,  variance_b = P_b^2 S;
+//   kernel grads: d M = sum_b P_b^T g_mean_b,  d S = sum_b (P_b^2)^T g_variance_b;
+//   input grad:   d x_b = col2im(g_mean_b M^T) + 2 x_b col2im(g_variance_b S^T).
+// The kernel gradients sum the batch in a fixed number of chunks, added in order, so the
+// result does not depend on the thread pool's scheduling.
+#define EIGEN_USE_THREADS
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cpu_gemm.h"
+#include "cpu_kernel_utils.h"
+#include "op_utils.h"
+#include "tensorflow/core/framework/op_kernel.h"
+
+namespace mnf {
+namespace {
+
+using tensorflow::OpKernel;
+using tensorflow::OpKernelConstruction;
+using tensorflow::OpKernelContext;
+using tensorflow::Status;
+using tensorflow::Tensor;
+using tensorflow::TensorShape;
+
+constexpr int64_t kKernelGradChunks = 16;
+
+// The strides / dilations / padding attributes, NHWC.
+struct Conv2DAttrs {
+  int64_t stride_h = 1, stride_w = 1, dilation_h = 1, dilation_w = 1;
+  bool same = false;
+
+  Status Read(OpKernelConstruction* ctx) {
+    std::vector<int32_t> strides, dilations;
+    std::string padding;
+    TF_RETURN_IF_ERROR(ctx->GetAttr("strides", &strides));
+    TF_RETURN_IF_ERROR(ctx->GetAttr("dilations", &dilations));
+    TF_RETURN_IF_ERROR(ctx->GetAttr("padding", &padding));
+    for (const auto* attr : {&strides, &dilations}) {
+      const auto& v = *attr;
+      if (v.size() != 4 || v[0] != 1 || v[3] != 1 || v[1] < 1 || v[2] < 1) {
+        return tensorflow::errors::InvalidArgument(
+            attr == &strides ? "strides" : "dilations",
+            " must be [1, height, width, 1] with positive entries");
+      }
+    }
+    stride_h = strides[1];
+    stride_w = strides[2];
+    dilation_h = dilations[1];
+    dilation_w = dilations[2];
+    same = padding == "SAME";
+    return tensorflow::OkStatus();
+  }
+};
+
+// One spatial axis: output size and padding before, TensorFlow's SAME / VALID rule.
+void WindowedSize(int64_t in, int64_t kernel, int64_t stride, int64_t dilation, bool same,
+                  int64_t* out, int64_t* pad_before) {
+  const int64_t span = (kernel - 1) * dilation + 1;
+  if (same) {
+    *out = (in + stride - 1) / stride;
+    *pad_before = std::max<int64_t>((*out - 1) * stride + span - in, 0) / 2;
+  } else {
+    *out = in >= span ? (in - span) / stride + 1 : 0;
+    *pad_before = 0;
+  }
+}
+
+// The sizes of one call: x [B, H, W, C], kernels [KH, KW, C, N], outputs [B, OH, OW, N].
+struct Conv2DGeometry {
+  int64_t batch = 0, in_h = 0, in_w = 0, in_c = 0, k_h = 0, k_w = 0, out_c = 0;
+  int64_t out_h = 0, out_w = 0, pad_top = 0, pad_left = 0;
+  Conv2DAttrs attrs;
+
+  Status Init(const Conv2DAttrs& a, const Tensor& x, int64_t kh, int64_t kw, int64_t n) {
+    attrs = a;
+    if (x.dims() != 4) {
+      return tensorflow::errors::InvalidArgument("x must be rank 4 [batch, height, width, "
+                                                 "channels], got ",
+                                                 x.shape().DebugString());
+    }
+    batch = x.dim_size(0);
+    in_h = x.dim_size(1);
+    in_w = x.dim_size(2);
+    in_c = x.dim_size(3);
+    k_h = kh;
+    k_w = kw;
+    out_c = n;
+    WindowedSize(in_h, k_h, a.stride_h, a.dilation_h, a.same, &out_h, &pad_top);
+    WindowedSize(in_w, k_w, a.stride_w, a.dilation_w, a.same, &out_w, &pad_left);
+    return tensorflow::OkStatus();
+  }
+
+  Status InitFromKernel(const Conv2DAttrs& a, const Tensor& x, const Tensor& kernel) {
+    if (kernel.dims() != 4) {
+      return tensorflow::errors::InvalidArgument(
+          "kernel_mean must be rank 4 [height, width, in_channels, out_channels], got ",
+          kernel.shape().DebugString());
+    }
+    TF_RETURN_IF_ERROR(Init(a, x, kernel.dim_size(0), kernel.dim_size(1), kernel.dim_size(3)));
+    if (kernel.dim_size(2) != in_c) {
+      return tensorflow::errors::InvalidArgument("kernel_mean must have in_channels ", in_c,
+                                                 " of x, got shape ",
+                                                 kernel.shape().DebugString());
+    }
+    return tensorflow::OkStatus();
+  }
+
+  int64_t rows() const { return out_h * out_w; }             // patches per example
+  int64_t depth() const { return k_h * k_w * in_c; }         // entries per patch
+  int64_t in_size() const { return in_h * in_w * in_c; }     // x per example
+  int64_t out_size() const { return rows() * out_c; }        // outputs per example
+  TensorShape out_shape() const { return TensorShape({batch, out_h, out_w, out_c}); }
+  double cycles_per_example() const {
+    return 0.3 * static_cast<double>(rows()) * depth() * out_c + 4.0 * rows() * depth();
+  }
+
+  // Calls fn(patch row, patch column of the first channel, x offset of the first channel)
+  // for every in-bounds (output position, kernel tap); out-of-bounds taps are zero padding.
+  template <typename Fn>
+  void ForEachTap(Fn fn) const {
+    for (int64_t oh = 0; oh < out_h; ++oh) {
+      for (int64_t ow = 0; ow < out_w; ++ow) {
+        const int64_t row = oh * out_w + ow;
+        for (int64_t kh = 0; kh < k_h; ++kh) {
+          const int64_t ih = oh * attrs.stride_h - pad_top + kh * attrs.dilation_h;
+          if (ih < 0 || ih >= in_h) continue;
+          for (int64_t kw = 0; kw < k_w; ++kw) {
+            const int64_t iw = ow * attrs.stride_w - pad_left + kw * attrs.dilation_w;
+            if (iw < 0 || iw >= in_w) continue;
+            fn(row, (kh * k_w + kw) * in_c, (ih * in_w + iw) * in_c);
+          }
+        }
+      }
+    }
+  }
+};
+
+// Packs the patches of one example x_b [H, W, C] as the GEMM operand A (cpu_gemm.h) of the
+// forward pass: the [rows, depth] patch matrix P (im2col) into `packed` and P^2 into
+// `squared`, zero where a tap falls on the padding. Panels of gemm::kTileRows output
+// positions: each tap of a panel is read once for all its rows.
+template <typename T>
+void PackPatchRows(const Conv2DGeometry& g, const T* x_b, T* packed, T* squared) {
+  constexpr int kR = gemm::kTileRows;
+  const int64_t rows = g.rows(), depth = g.depth(), c_in = g.in_c;
+  for (int64_t t = 0; t < gemm::Tiles(rows, kR); ++t) {
+    int64_t top[kR], left[kR];
+    for (int i = 0; i < kR; ++i) {
+      const int64_t row = std::min(t * kR + i, rows - 1);
+      top[i] = row / g.out_w * g.attrs.stride_h - g.pad_top;
+      left[i] = row % g.out_w * g.attrs.stride_w - g.pad_left;
+    }
+    const int valid_rows = static_cast<int>(std::min<int64_t>(kR, rows - t * kR));
+    T* panel = packed + t * depth * kR;
+    T* panel_sq = squared + t * depth * kR;
+    for (int64_t kh = 0; kh < g.k_h; ++kh) {
+      for (int64_t kw = 0; kw < g.k_w; ++kw) {
+        const int64_t col = (kh * g.k_w + kw) * c_in;
+        for (int i = 0; i < valid_rows; ++i) {
+          const int64_t ih = top[i] + kh * g.attrs.dilation_h;
+          const int64_t iw = left[i] + kw * g.attrs.dilation_w;
+          T* dst = panel + col * kR + i;
+          T* dst_sq = panel_sq + col * kR + i;
+          if (ih < 0 || ih >= g.in_h || iw < 0 || iw >= g.in_w) {
+            for (int64_t c = 0; c < c_in; ++c) dst[c * kR] = dst_sq[c * kR] = T(0);
+            continue;
+          }
+          const T* src = x_b + (ih * g.in_w + iw) * c_in;
+          for (int64_t c = 0; c < c_in; ++c) {
+            dst[c * kR] = src[c];
+            dst_sq[c * kR] = src[c] * src[c];
+          }
+        }
+      }
+    }
+  }
+}
+
+// Packs the transposed patches P^T [depth, rows] of one example as the GEMM operand A of the
+// kernel gradients into `packed`, and (P^2)^T into `squared`; `depth_offsets[d]` is the
+// packed offset of element (d, 0).
+template <typename T>
+void PackPatchColumns(const Conv2DGeometry& g, const T* x_b, const int64_t* depth_offsets,
+                      T* packed, T* squared) {
+  constexpr int kR = gemm::kTileRows;
+  const int64_t c_in = g.in_c;
+  for (int64_t oh = 0; oh < g.out_h; ++oh) {
+    for (int64_t ow = 0; ow < g.out_w; ++ow) {
+      const int64_t row = oh * g.out_w + ow;
+      for (int64_t kh = 0; kh < g.k_h; ++kh) {
+        const int64_t ih = oh * g.attrs.stride_h - g.pad_top + kh * g.attrs.dilation_h;
+        for (int64_t kw = 0; kw < g.k_w; ++kw) {
+          const int64_t iw = ow * g.attrs.stride_w - g.pad_left + kw * g.attrs.dilation_w;
+          const int64_t* offsets = depth_offsets + (kh * g.k_w + kw) * c_in;
+          const bool inside = ih >= 0 && ih < g.in_h && iw >= 0 && iw < g.in_w;
+          const T* src = x_b + (ih * g.in_w + iw) * c_in;
+          for (int64_t c = 0; c < c_in; ++c) {
+            const T v = inside ? src[c] : T(0);
+            packed[offsets[c] + row * kR] = v;
+            squared[offsets[c] + row * kR] = v * v;
+          }
+        }
+      }
+    }
+  }
+}
+
+// x_b [H, W, C] += the patch gradients [rows, depth] summed onto their pixels (col2im).
+template <typename T>
+void ScatterPatches(const Conv2DGeometry& g, const T* patches, T* x_b) {
+  const int64_t depth = g.depth();
+  g.ForEachTap([&](int64_t row, int64_t col, int64_t x_off) {
+    const T* src = patches + row * depth + col;
+    T* dst = x_b + x_off;
+    for (int64_t c = 0; c < g.in_c; ++c) dst[c] += src[c];
+  });
+}
+
+// (x, kernel_mean, kernel_variance) -> (mean = conv(x, M), variance = conv(x^2, S)).
+template <typename T>
+class Conv2DMeanVarianceOp : public OpKernel {
+ public:
+  explicit Conv2DMeanVarianceOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, attrs_.Read(ctx));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& x = ctx->input(0);
+    const Tensor& kernel_mean = ctx->input(1);
+    const Tensor& kernel_variance = ctx->input(2);
+    Conv2DGeometry g;
+    OP_REQUIRES_OK(ctx, g.InitFromKernel(attrs_, x, kernel_mean));
+    OP_REQUIRES_OK(ctx, CheckShape("kernel_variance", kernel_variance, kernel_mean.shape()));
+    Tensor *mean, *variance;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, g.out_shape(), &mean));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, g.out_shape(), &variance));
+    if (mean->NumElements() == 0) return;
+    const T* xp = x.flat<T>().data();
+    T* mean_p = mean->flat<T>().data();
+    T* var_p = variance->flat<T>().data();
+    const int64_t rows = g.rows(), depth = g.depth(), n = g.out_c;
+    std::vector<T> kernels(2 * gemm::PackedSizeB<T>(depth, n));
+    T* packed_m = kernels.data();
+    T* packed_s = packed_m + gemm::PackedSizeB<T>(depth, n);
+    gemm::PackB<T>(depth, n, kernel_mean.flat<T>().data(), n, false, packed_m);
+    gemm::PackB<T>(depth, n, kernel_variance.flat<T>().data(), n, false, packed_s);
+    ParallelRange(ctx, g.batch, g.cycles_per_example(), [&](int64_t begin, int64_t end) {
+      const int64_t size = gemm::PackedSizeA<T>(rows, depth);
+      std::vector<T> patches(2 * size);  // zero-padded rows of the last panel stay zero
+      for (int64_t b = begin; b < end; ++b) {
+        PackPatchRows(g, xp + b * g.in_size(), patches.data(), patches.data() + size);
+        gemm::MultiplyPacked<T>(rows, n, depth, patches.data(), packed_m,
+                                mean_p + b * g.out_size(), n, false);
+        gemm::MultiplyPacked<T>(rows, n, depth, patches.data() + size, packed_s,
+                                var_p + b * g.out_size(), n, false);
+      }
+    });
+  }
+
+ private:
+  Conv2DAttrs attrs_;
+};
+
+// (x, grad_mean, grad_variance) -> (d kernel_mean, d kernel_variance).
+template <typename T>
+class Conv2DMeanVarianceKernelGradOp : public OpKernel {
+ public:
+  explicit Conv2DMeanVarianceKernelGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, attrs_.Read(ctx));
+    std::vector<int32_t> size;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("kernel_size", &size));
+    OP_REQUIRES(ctx, size.size() == 2 && size[0] >= 1 && size[1] >= 1,
+                tensorflow::errors::InvalidArgument(
+                    "kernel_size must be [height, width] with positive entries"));
+    k_h_ = size[0];
+    k_w_ = size[1];
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& x = ctx->input(0);
+    const Tensor& grad_mean = ctx->input(1);
+    const Tensor& grad_variance = ctx->input(2);
+    OP_REQUIRES(ctx, grad_mean.dims() == 4,
+                tensorflow::errors::InvalidArgument(
+                    "grad_mean must be rank 4 [batch, out_height, out_width, out_channels], got ",
+                    grad_mean.shape().DebugString()));
+    Conv2DGeometry g;
+    OP_REQUIRES_OK(ctx, g.Init(attrs_, x, k_h_, k_w_, grad_mean.dim_size(3)));
+    OP_REQUIRES_OK(ctx, CheckShape("grad_mean", grad_mean, g.out_shape()));
+    OP_REQUIRES_OK(ctx, CheckShape("grad_variance", grad_variance, g.out_shape()));
+    const TensorShape kernel_shape({k_h_, k_w_, g.in_c, g.out_c});
+    Tensor *d_mean, *d_variance;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, kernel_shape, &d_mean));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, kernel_shape, &d_variance));
+    const int64_t rows = g.rows(), depth = g.depth(), n = g.out_c, size = depth * n;
+    T* dm = d_mean->flat<T>().data();
+    T* ds = d_variance->flat<T>().data();
+    std::fill(dm, dm + size, T(0));
+    std::fill(ds, ds + size, T(0));
+    if (size == 0 || g.batch * rows == 0) return;
+    const T* xp = x.flat<T>().data();
+    const T* gm = grad_mean.flat<T>().data();
+    const T* gv = grad_variance.flat<T>().data();
+    const int64_t chunks = std::min(g.batch, kKernelGradChunks);
+    std::vector<T> partial(static_cast<size_t>(chunks * 2 * size));
+    const double cycles = g.cycles_per_example() * g.batch / chunks;
+    ParallelRange(ctx, chunks, cycles, [&](int64_t begin, int64_t end) {
+      const int64_t a_size = gemm::PackedSizeA<T>(depth, rows);
+      const int64_t b_size = gemm::PackedSizeB<T>(rows, n);
+      std::vector<T> patches(2 * a_size), grads(b_size);  // padding entries stay zero
+      std::vector<int64_t> depth_offsets(depth);
+      for (int64_t d = 0; d < depth; ++d) depth_offsets[d] = gemm::OffsetA(d, 0, rows);
+      for (int64_t chunk = begin; chunk < end; ++chunk) {
+        T* pm = partial.data() + chunk * 2 * size;
+        T* ps = pm + size;
+        const int64_t first = chunk * g.batch / chunks, last = (chunk + 1) * g.batch / chunks;
+        for (int64_t b = first; b < last; ++b) {
+          PackPatchColumns(g, xp + b * g.in_size(), depth_offsets.data(), patches.data(),
+                           patches.data() + a_size);
+          gemm::PackB<T>(rows, n, gm + b * g.out_size(), n, false, grads.data());
+          gemm::MultiplyPacked<T>(depth, n, rows, patches.data(), grads.data(), pm, n, b > first);
+          gemm::PackB<T>(rows, n, gv + b * g.out_size(), n, false, grads.data());
+          gemm::MultiplyPacked<T>(depth, n, rows, patches.data() + a_size, grads.data(), ps, n,
+                                  b > first);
+        }
+      }
+    });
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+      const T* pm = partial.data() + chunk * 2 * size;
+      for (int64_t i = 0; i < size; ++i) dm[i] += pm[i];
+      for (int64_t i = 0; i < size; ++i) ds[i] += pm[size + i];
+    }
+  }
+
+ private:
+  Conv2DAttrs attrs_;
+  int64_t k_h_ = 1, k_w_ = 1;
+};
+
+// (x, kernel_mean, kernel_variance, grad_mean, grad_variance) -> d x.
+template <typename T>
+class Conv2DMeanVarianceInputGradOp : public OpKernel {
+ public:
+  explicit Conv2DMeanVarianceInputGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, attrs_.Read(ctx));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& x = ctx->input(0);
+    const Tensor& kernel_mean = ctx->input(1);
+    const Tensor& kernel_variance = ctx->input(2);
+    const Tensor& grad_mean = ctx->input(3);
+    const Tensor& grad_variance = ctx->input(4);
+    Conv2DGeometry g;
+    OP_REQUIRES_OK(ctx, g.InitFromKernel(attrs_, x, kernel_mean));
+    OP_REQUIRES_OK(ctx, CheckShape("kernel_variance", kernel_variance, kernel_mean.shape()));
+    OP_REQUIRES_OK(ctx, CheckShape("grad_mean", grad_mean, g.out_shape()));
+    OP_REQUIRES_OK(ctx, CheckShape("grad_variance", grad_variance, g.out_shape()));
+    Tensor* dx;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &dx));
+    T* dxp = dx->flat<T>().data();
+    std::fill(dxp, dxp + dx->NumElements(), T(0));
+    if (dx->NumElements() == 0 || g.rows() * g.out_c == 0) return;
+    const T* xp = x.flat<T>().data();
+    const T* gm = grad_mean.flat<T>().data();
+    const T* gv = grad_variance.flat<T>().data();
+    const int64_t rows = g.rows(), depth = g.depth(), n = g.out_c, in_size = g.in_size();
+    // B = M^T [n, depth]: the [depth, n] kernels read transposed.
+    const int64_t b_size = gemm::PackedSizeB<T>(n, depth);
+    std::vector<T> kernels(2 * b_size);
+    gemm::PackB<T>(n, depth, kernel_mean.flat<T>().data(), n, true, kernels.data());
+    gemm::PackB<T>(n, depth, kernel_variance.flat<T>().data(), n, true, kernels.data() + b_size);
+    ParallelRange(ctx, g.batch, g.cycles_per_example(), [&](int64_t begin, int64_t end) {
+      std::vector<T> grads(gemm::PackedSizeA<T>(rows, n)), patch_grad(rows * depth),
+          var_grad(in_size);
+      for (int64_t b = begin; b < end; ++b) {
+        T* dx_b = dxp + b * in_size;
+        gemm::PackA<T>(rows, n, gm + b * g.out_size(), n, false, grads.data());
+        gemm::MultiplyPacked<T>(rows, depth, n, grads.data(), kernels.data(), patch_grad.data(),
+                                depth, false);
+        ScatterPatches(g, patch_grad.data(), dx_b);
+        gemm::PackA<T>(rows, n, gv + b * g.out_size(), n, false, grads.data());
+        gemm::MultiplyPacked<T>(rows, depth, n, grads.data(), kernels.data() + b_size,
+                                patch_grad.data(), depth, false);
+        std::fill(var_grad.begin(), var_grad.end(), T(0));
+        ScatterPatches(g, patch_grad.data(), var_grad.data());
+        const T* x_b = xp + b * in_size;
+        for (int64_t i = 0; i < in_size; ++i) dx_b[i] += T(2) * x_b[i] * var_grad[i];
+      }
+    });
+  }
+
+ private:
+  Conv2DAttrs attrs_;
+};
+
+#define REGISTER_CONV2D_CPU(T)                                                              \
+  REGISTER_KERNEL_BUILDER(                                                                  \
+      Name("MnfConv2DMeanVariance").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),  \
+      Conv2DMeanVarianceOp<T>);                                                             \
+  REGISTER_KERNEL_BUILDER(Name("MnfConv2DMeanVarianceKernelGrad")                           \
+                              .Device(tensorflow::DEVICE_CPU)                               \
+                              .TypeConstraint<T>("T"),                                      \
+                          Conv2DMeanVarianceKernelGradOp<T>);                               \
+  REGISTER_KERNEL_BUILDER(Name("MnfConv2DMeanVarianceInputGrad")                            \
+                              .Device(tensorflow::DEVICE_CPU)                               \
+                              .TypeConstraint<T>("T"),                                      \
+                          Conv2DMeanVarianceInputGradOp<T>);
+
+REGISTER_CONV2D_CPU(float);
+REGISTER_CONV2D_CPU(double);
+
+}  // namespace
+}  // namespace mnf
