@@ -143,41 +143,56 @@ struct Conv2DGeometry {
   }
 };
 
+// Whether every tap of the output position with top-left input pixel (top, left) falls
+// inside the input (no padding to fill).
+inline bool Interior(const Conv2DGeometry& g, int64_t top, int64_t left) {
+  return top >= 0 && left >= 0 && top + (g.k_h - 1) * g.attrs.dilation_h < g.in_h &&
+         left + (g.k_w - 1) * g.attrs.dilation_w < g.in_w;
+}
+
 // Packs the patches of one example x_b [H, W, C] as the GEMM operand A (cpu_gemm.h) of the
-// forward pass: the [rows, depth] patch matrix P (im2col) into `packed` and P^2 into
-// `squared`, zero where a tap falls on the padding. Panels of gemm::kTileRows output
-// positions: each tap of a panel is read once for all its rows.
+// forward pass: the [rows, depth] patch matrix P (im2col), zero where a tap falls on the
+// padding. Panels of gemm::kTileRows output positions; a panel whose taps all fall inside
+// the input is copied without bounds checks.
 template <typename T>
-void PackPatchRows(const Conv2DGeometry& g, const T* x_b, T* packed, T* squared) {
+void PackPatchRows(const Conv2DGeometry& g, const T* x_b, T* packed) {
   constexpr int kR = gemm::kTileRows;
   const int64_t rows = g.rows(), depth = g.depth(), c_in = g.in_c;
   for (int64_t t = 0; t < gemm::Tiles(rows, kR); ++t) {
+    const int valid_rows = static_cast<int>(std::min<int64_t>(kR, rows - t * kR));
     int64_t top[kR], left[kR];
+    bool interior = valid_rows == kR;
     for (int i = 0; i < kR; ++i) {
       const int64_t row = std::min(t * kR + i, rows - 1);
       top[i] = row / g.out_w * g.attrs.stride_h - g.pad_top;
       left[i] = row % g.out_w * g.attrs.stride_w - g.pad_left;
+      interior = interior && Interior(g, top[i], left[i]);
     }
-    const int valid_rows = static_cast<int>(std::min<int64_t>(kR, rows - t * kR));
     T* panel = packed + t * depth * kR;
-    T* panel_sq = squared + t * depth * kR;
+    if (interior) {
+      const T* base[kR];
+      for (int i = 0; i < kR; ++i) base[i] = x_b + (top[i] * g.in_w + left[i]) * c_in;
+      for (int64_t kh = 0; kh < g.k_h; ++kh) {
+        for (int64_t kw = 0; kw < g.k_w; ++kw) {
+          const int64_t off = (kh * g.attrs.dilation_h * g.in_w + kw * g.attrs.dilation_w) * c_in;
+          T* dst = panel + (kh * g.k_w + kw) * c_in * kR;
+          for (int64_t c = 0; c < c_in; ++c) {
+#pragma GCC unroll 6
+            for (int i = 0; i < kR; ++i) dst[c * kR + i] = base[i][off + c];
+          }
+        }
+      }
+      continue;
+    }
     for (int64_t kh = 0; kh < g.k_h; ++kh) {
       for (int64_t kw = 0; kw < g.k_w; ++kw) {
-        const int64_t col = (kh * g.k_w + kw) * c_in;
+        T* dst = panel + (kh * g.k_w + kw) * c_in * kR;
         for (int i = 0; i < valid_rows; ++i) {
           const int64_t ih = top[i] + kh * g.attrs.dilation_h;
           const int64_t iw = left[i] + kw * g.attrs.dilation_w;
-          T* dst = panel + col * kR + i;
-          T* dst_sq = panel_sq + col * kR + i;
-          if (ih < 0 || ih >= g.in_h || iw < 0 || iw >= g.in_w) {
-            for (int64_t c = 0; c < c_in; ++c) dst[c * kR] = dst_sq[c * kR] = T(0);
-            continue;
-          }
+          const bool inside = ih >= 0 && ih < g.in_h && iw >= 0 && iw < g.in_w;
           const T* src = x_b + (ih * g.in_w + iw) * c_in;
-          for (int64_t c = 0; c < c_in; ++c) {
-            dst[c * kR] = src[c];
-            dst_sq[c * kR] = src[c] * src[c];
-          }
+          for (int64_t c = 0; c < c_in; ++c) dst[c * kR + i] = inside ? src[c] : T(0);
         }
       }
     }
@@ -185,32 +200,48 @@ void PackPatchRows(const Conv2DGeometry& g, const T* x_b, T* packed, T* squared)
 }
 
 // Packs the transposed patches P^T [depth, rows] of one example as the GEMM operand A of the
-// kernel gradients into `packed`, and (P^2)^T into `squared`; `depth_offsets[d]` is the
-// packed offset of element (d, 0).
+// kernel gradients; `depth_offsets[d]` is the packed offset of element (d, 0).
 template <typename T>
 void PackPatchColumns(const Conv2DGeometry& g, const T* x_b, const int64_t* depth_offsets,
-                      T* packed, T* squared) {
+                      T* packed) {
   constexpr int kR = gemm::kTileRows;
   const int64_t c_in = g.in_c;
   for (int64_t oh = 0; oh < g.out_h; ++oh) {
+    const int64_t top = oh * g.attrs.stride_h - g.pad_top;
     for (int64_t ow = 0; ow < g.out_w; ++ow) {
-      const int64_t row = oh * g.out_w + ow;
+      const int64_t left = ow * g.attrs.stride_w - g.pad_left;
+      T* dst = packed + (oh * g.out_w + ow) * kR;
+      if (Interior(g, top, left)) {
+        const T* base = x_b + (top * g.in_w + left) * c_in;
+        for (int64_t kh = 0; kh < g.k_h; ++kh) {
+          for (int64_t kw = 0; kw < g.k_w; ++kw) {
+            const T* src =
+                base + (kh * g.attrs.dilation_h * g.in_w + kw * g.attrs.dilation_w) * c_in;
+            const int64_t* offsets = depth_offsets + (kh * g.k_w + kw) * c_in;
+            for (int64_t c = 0; c < c_in; ++c) dst[offsets[c]] = src[c];
+          }
+        }
+        continue;
+      }
       for (int64_t kh = 0; kh < g.k_h; ++kh) {
-        const int64_t ih = oh * g.attrs.stride_h - g.pad_top + kh * g.attrs.dilation_h;
+        const int64_t ih = top + kh * g.attrs.dilation_h;
         for (int64_t kw = 0; kw < g.k_w; ++kw) {
-          const int64_t iw = ow * g.attrs.stride_w - g.pad_left + kw * g.attrs.dilation_w;
-          const int64_t* offsets = depth_offsets + (kh * g.k_w + kw) * c_in;
+          const int64_t iw = left + kw * g.attrs.dilation_w;
           const bool inside = ih >= 0 && ih < g.in_h && iw >= 0 && iw < g.in_w;
           const T* src = x_b + (ih * g.in_w + iw) * c_in;
-          for (int64_t c = 0; c < c_in; ++c) {
-            const T v = inside ? src[c] : T(0);
-            packed[offsets[c] + row * kR] = v;
-            squared[offsets[c] + row * kR] = v * v;
-          }
+          const int64_t* offsets = depth_offsets + (kh * g.k_w + kw) * c_in;
+          for (int64_t c = 0; c < c_in; ++c) dst[offsets[c]] = inside ? src[c] : T(0);
         }
       }
     }
   }
+}
+
+// squared[i] = packed[i]^2 over a packed operand (the x^2 patches of the variance
+// convolution; one vectorized pass).
+template <typename T>
+void Square(const T* packed, int64_t size, T* squared) {
+  for (int64_t i = 0; i < size; ++i) squared[i] = packed[i] * packed[i];
 }
 
 // x_b [H, W, C] += the patch gradients [rows, depth] summed onto their pixels (col2im).
@@ -256,7 +287,8 @@ class Conv2DMeanVarianceOp : public OpKernel {
       const int64_t size = gemm::PackedSizeA<T>(rows, depth);
       std::vector<T> patches(2 * size);  // zero-padded rows of the last panel stay zero
       for (int64_t b = begin; b < end; ++b) {
-        PackPatchRows(g, xp + b * g.in_size(), patches.data(), patches.data() + size);
+        PackPatchRows(g, xp + b * g.in_size(), patches.data());
+        Square(patches.data(), size, patches.data() + size);
         gemm::MultiplyPacked<T>(rows, n, depth, patches.data(), packed_m,
                                 mean_p + b * g.out_size(), n, false);
         gemm::MultiplyPacked<T>(rows, n, depth, patches.data() + size, packed_s,
@@ -323,8 +355,8 @@ class Conv2DMeanVarianceKernelGradOp : public OpKernel {
         T* ps = pm + size;
         const int64_t first = chunk * g.batch / chunks, last = (chunk + 1) * g.batch / chunks;
         for (int64_t b = first; b < last; ++b) {
-          PackPatchColumns(g, xp + b * g.in_size(), depth_offsets.data(), patches.data(),
-                           patches.data() + a_size);
+          PackPatchColumns(g, xp + b * g.in_size(), depth_offsets.data(), patches.data());
+          Square(patches.data(), a_size, patches.data() + a_size);
           gemm::PackB<T>(rows, n, gm + b * g.out_size(), n, false, grads.data());
           gemm::MultiplyPacked<T>(depth, n, rows, patches.data(), grads.data(), pm, n, b > first);
           gemm::PackB<T>(rows, n, gv + b * g.out_size(), n, false, grads.data());
