@@ -6,6 +6,8 @@
 //   forward:      mean_b = P_b M,  variance_b = P_b^2 S;
 //   kernel grads: d M = sum_b P_b^T g_mean_b,  d S = sum_b (P_b^2)^T g_variance_b;
 //   input grad:   d x_b = col2im(g_mean_b M^T) + 2 x_b col2im(g_variance_b S^T).
+// MnfConv2DLocalReparam adds the biases and samples each example's outputs (the epilogue of
+// conv_epilogue_cpu.h) right after its two products.
 // The kernel gradients sum the batch in a fixed number of chunks, added in order, so the
 // result does not depend on the thread pool's scheduling.
 #define EIGEN_USE_THREADS
@@ -15,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "conv_epilogue_cpu.h"
 #include "cpu_gemm.h"
 #include "cpu_kernel_utils.h"
 #include "op_utils.h"
@@ -255,6 +258,41 @@ void ScatterPatches(const Conv2DGeometry& g, const T* patches, T* x_b) {
   });
 }
 
+// mean = conv(x, M) and variance = conv(x^2, S) of every example, split over the pool; after
+// example b's two products, calls after_example(b) (with its outputs still in cache).
+template <typename T, typename Fn>
+void ConvolvePair(OpKernelContext* ctx, const Conv2DGeometry& g, const T* x,
+                  const T* kernel_mean, const T* kernel_variance, T* mean, T* variance,
+                  double extra_cycles, Fn after_example) {
+  const int64_t rows = g.rows(), depth = g.depth(), n = g.out_c;
+  const int64_t b_size = gemm::PackedSizeB<T>(depth, n);
+  std::vector<T> kernels(2 * b_size);
+  gemm::PackB<T>(depth, n, kernel_mean, n, false, kernels.data());
+  gemm::PackB<T>(depth, n, kernel_variance, n, false, kernels.data() + b_size);
+  const double cycles = g.cycles_per_example() + extra_cycles;
+  ParallelRange(ctx, g.batch, cycles, [&](int64_t begin, int64_t end) {
+    const int64_t size = gemm::PackedSizeA<T>(rows, depth);
+    std::vector<T> patches(2 * size);  // zero-padded rows of the last panel stay zero
+    for (int64_t b = begin; b < end; ++b) {
+      PackPatchRows(g, x + b * g.in_size(), patches.data());
+      Square(patches.data(), size, patches.data() + size);
+      gemm::MultiplyPacked<T>(rows, n, depth, patches.data(), kernels.data(),
+                              mean + b * g.out_size(), n, false);
+      gemm::MultiplyPacked<T>(rows, n, depth, patches.data() + size, kernels.data() + b_size,
+                              variance + b * g.out_size(), n, false);
+      after_example(b);
+    }
+  });
+}
+
+// The validated (x, kernel_mean, kernel_variance) inputs and the outputs' geometry.
+template <typename T>
+Status ReadConvolvePairInputs(OpKernelContext* ctx, const Conv2DAttrs& attrs,
+                              Conv2DGeometry* g) {
+  TF_RETURN_IF_ERROR(g->InitFromKernel(attrs, ctx->input(0), ctx->input(1)));
+  return CheckShape("kernel_variance", ctx->input(2), ctx->input(1).shape());
+}
+
 // (x, kernel_mean, kernel_variance) -> (mean = conv(x, M), variance = conv(x^2, S)).
 template <typename T>
 class Conv2DMeanVarianceOp : public OpKernel {
@@ -264,37 +302,67 @@ class Conv2DMeanVarianceOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
-    const Tensor& x = ctx->input(0);
-    const Tensor& kernel_mean = ctx->input(1);
-    const Tensor& kernel_variance = ctx->input(2);
     Conv2DGeometry g;
-    OP_REQUIRES_OK(ctx, g.InitFromKernel(attrs_, x, kernel_mean));
-    OP_REQUIRES_OK(ctx, CheckShape("kernel_variance", kernel_variance, kernel_mean.shape()));
+    OP_REQUIRES_OK(ctx, ReadConvolvePairInputs<T>(ctx, attrs_, &g));
     Tensor *mean, *variance;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, g.out_shape(), &mean));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, g.out_shape(), &variance));
     if (mean->NumElements() == 0) return;
-    const T* xp = x.flat<T>().data();
+    ConvolvePair(ctx, g, ctx->input(0).flat<T>().data(), ctx->input(1).flat<T>().data(),
+                 ctx->input(2).flat<T>().data(), mean->flat<T>().data(),
+                 variance->flat<T>().data(), 0.0, [](int64_t) {});
+  }
+
+ private:
+  Conv2DAttrs attrs_;
+};
+
+// (x, kernel_mean, kernel_variance, bias_mean, bias_variance, z, seed) ->
+// (output = mean * z[b, c] + sqrt(variance) * eps, mean = conv(x, M) + bias_mean,
+//  variance = conv(x^2, S) + bias_variance): the whole sampling step of a conv layer, each
+// example's epilogue run while its products are in cache; eps is the stream of
+// MnfConvLocalReparamEpilogue, whose gradient op takes (mean, variance) from here.
+template <typename T>
+class Conv2DLocalReparamOp : public OpKernel {
+ public:
+  explicit Conv2DLocalReparamOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, attrs_.Read(ctx));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    Conv2DGeometry g;
+    OP_REQUIRES_OK(ctx, ReadConvolvePairInputs<T>(ctx, attrs_, &g));
+    const TensorShape channels({g.out_c});
+    OP_REQUIRES_OK(ctx, CheckShape("bias_mean", ctx->input(3), channels));
+    OP_REQUIRES_OK(ctx, CheckShape("bias_variance", ctx->input(4), channels));
+    OP_REQUIRES_OK(ctx, CheckShape("z", ctx->input(5), TensorShape({g.batch, g.out_c})));
+    NormalStream stream;
+    OP_REQUIRES_OK(ctx, StreamFromSeedTensor(ctx->input(6), &stream));
+    Tensor *out, *mean, *variance;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, g.out_shape(), &out));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, g.out_shape(), &mean));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, g.out_shape(), &variance));
+    if (out->NumElements() == 0) return;
+    const T* bias_mean = ctx->input(3).flat<T>().data();
+    const T* bias_variance = ctx->input(4).flat<T>().data();
+    const T* z = ctx->input(5).flat<T>().data();
+    T* out_p = out->flat<T>().data();
     T* mean_p = mean->flat<T>().data();
     T* var_p = variance->flat<T>().data();
-    const int64_t rows = g.rows(), depth = g.depth(), n = g.out_c;
-    std::vector<T> kernels(2 * gemm::PackedSizeB<T>(depth, n));
-    T* packed_m = kernels.data();
-    T* packed_s = packed_m + gemm::PackedSizeB<T>(depth, n);
-    gemm::PackB<T>(depth, n, kernel_mean.flat<T>().data(), n, false, packed_m);
-    gemm::PackB<T>(depth, n, kernel_variance.flat<T>().data(), n, false, packed_s);
-    ParallelRange(ctx, g.batch, g.cycles_per_example(), [&](int64_t begin, int64_t end) {
-      const int64_t size = gemm::PackedSizeA<T>(rows, depth);
-      std::vector<T> patches(2 * size);  // zero-padded rows of the last panel stay zero
-      for (int64_t b = begin; b < end; ++b) {
-        PackPatchRows(g, xp + b * g.in_size(), patches.data());
-        Square(patches.data(), size, patches.data() + size);
-        gemm::MultiplyPacked<T>(rows, n, depth, patches.data(), packed_m,
-                                mean_p + b * g.out_size(), n, false);
-        gemm::MultiplyPacked<T>(rows, n, depth, patches.data() + size, packed_s,
-                                var_p + b * g.out_size(), n, false);
-      }
-    });
+    const int64_t per_example = g.out_size(), n = g.out_c;
+    ConvolvePair(ctx, g, ctx->input(0).flat<T>().data(), ctx->input(1).flat<T>().data(),
+                 ctx->input(2).flat<T>().data(), mean_p, var_p, 16.0 * per_example,
+                 [&](int64_t b) {
+                   const int64_t first = b * per_example;
+                   T* mean_b = mean_p + first;
+                   T* var_b = var_p + first;
+                   for (int64_t r = 0; r < g.rows(); ++r) {
+                     VectorMap<T>(mean_b + r * n, n) += ConstVectorMap<T>(bias_mean, n);
+                     VectorMap<T>(var_b + r * n, n) += ConstVectorMap<T>(bias_variance, n);
+                   }
+                   SampleExample(stream, first, per_example, n, mean_b, var_b, z + b * n,
+                                 out_p + first);
+                 });
   }
 
  private:
@@ -438,6 +506,9 @@ class Conv2DMeanVarianceInputGradOp : public OpKernel {
   REGISTER_KERNEL_BUILDER(                                                                  \
       Name("MnfConv2DMeanVariance").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),  \
       Conv2DMeanVarianceOp<T>);                                                             \
+  REGISTER_KERNEL_BUILDER(                                                                  \
+      Name("MnfConv2DLocalReparam").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),  \
+      Conv2DLocalReparamOp<T>);                                                             \
   REGISTER_KERNEL_BUILDER(Name("MnfConv2DMeanVarianceKernelGrad")                           \
                               .Device(tensorflow::DEVICE_CPU)                               \
                               .TypeConstraint<T>("T"),                                      \

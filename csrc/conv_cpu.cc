@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "conv_ops.h"
+#include "conv_epilogue_cpu.h"
 #include "cpu_kernel_utils.h"
 #include "cpu_noise.h"
 
@@ -15,47 +16,6 @@ namespace mnf {
 
 using tensorflow::OpKernelContext;
 using Index = Eigen::DenseIndex;
-
-namespace {
-
-// The pieces of one example's [positions, channels] block, each at most kChunk elements and
-// aligned to its rows: whole rows when channels <= kChunk (channel 0 first), else pieces of
-// one row. Calls fn(offset, count, channel of the first element) in order.
-template <typename Fn>
-void ForExamplePieces(int64_t per_example, int64_t channels, Fn fn) {
-  if (channels <= kChunk) {
-    const int64_t step = (kChunk / channels) * channels;
-    for (int64_t off = 0; off < per_example; off += step) {
-      fn(off, std::min(step, per_example - off), int64_t{0});
-    }
-    return;
-  }
-  for (int64_t off = 0; off < per_example;) {
-    const int64_t channel = off % channels;
-    const int64_t count = std::min(kChunk, channels - channel);
-    fn(off, count, channel);
-    off += count;
-  }
-}
-
-// z[b, :] laid out like a piece: rows of `channels` tiled up to kChunk when they fit, so a
-// piece's z is `tile + channel` either way.
-template <typename T>
-struct ZRow {
-  alignas(64) T tile[kChunk];
-  const T* row = nullptr;
-
-  ZRow(const T* z_b, int64_t channels) {
-    if (channels > kChunk) {
-      row = z_b;
-      return;
-    }
-    for (int64_t k = 0; k < (kChunk / channels) * channels; ++k) tile[k] = z_b[k % channels];
-    row = tile;
-  }
-};
-
-}  // namespace
 
 // Examples split over the pool; each piece one vectorized pass, eps generated piece by piece.
 template <typename T>
@@ -70,19 +30,10 @@ struct ConvEpilogueFunctor<CPUDevice, T> {
     ctx->eigen_device<CPUDevice>().parallelFor(
         in.batch, Eigen::TensorOpCost(3 * sizeof(T), sizeof(T), 12.0 * per_example),
         [&](Index begin, Index end) {
-          alignas(64) T eps[kChunk];
           for (Index b = begin; b < end; ++b) {
-            const ZRow<T> z_row(z + b * c, c);
-            ForExamplePieces(per_example, c, [&](int64_t off, int64_t count, int64_t channel) {
-              const int64_t first = b * per_example + off;
-              FillNormal<T>(in.stream, first, count, eps);
-              // out = mu z + sqrt(var) eps (Sample on packets, Algorithm 1).
-              VectorMap<T>(o + first, count) =
-                  ConstVectorMap<T>(mu + first, count) *
-                      ConstVectorMap<T>(z_row.row + channel, count) +
-                  ConstVectorMap<T>(var + first, count).sqrt() *
-                      ConstVectorMap<T>(eps, count);
-            });
+            const int64_t first = b * per_example;
+            SampleExample(in.stream, first, per_example, c, mu + first, var + first, z + b * c,
+                          o + first);
           }
         });
     return tensorflow::OkStatus();

@@ -15,6 +15,8 @@
 //   from one gathering of x's patches (conv2d_cpu.cc), NHWC with Conv2D's strides, padding
 //   and dilations; its gradients are two ops, the kernels' and x's, so that a graph that
 //   needs no input gradient (the first layer) never computes it.
+// MnfConv2DLocalReparam: the whole sampling step of a 2-D conv layer, those two convolutions
+//   plus the biases and MnfConvLocalReparamEpilogue's sampling in one op.
 // Reference: Louizos & Welling (2017), arXiv:1703.01961, Algorithm 1 and eq. 15.
 #include <string>
 #include <vector>
@@ -409,6 +411,37 @@ REGISTER_OP("MnfConv2DMeanVariance")
       TF_RETURN_IF_ERROR(Conv2DMeanVarianceShapes(c, &kernel, &out));
       c->set_output(0, out);
       c->set_output(1, out);
+      return tensorflow::OkStatus();
+    });
+
+REGISTER_OP("MnfConv2DLocalReparam")
+    .Input("x: T")
+    .Input("kernel_mean: T")
+    .Input("kernel_variance: T")
+    .Input("bias_mean: T")
+    .Input("bias_variance: T")
+    .Input("z: T")
+    .Input("seed: Tseed")
+    .Output("output: T")
+    .Output("mean: T")
+    .Output("variance: T")
+    .Attr("strides: list(int)")
+    .Attr("padding: {'SAME', 'VALID'}")
+    .Attr("dilations: list(int) = [1, 1, 1, 1]")
+    .Attr("T: {float, double}")
+    .Attr("Tseed: {int32, int64} = DT_INT64")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle kernel, out;
+      TF_RETURN_IF_ERROR(Conv2DMeanVarianceShapes(c, &kernel, &out));
+      ShapeHandle channels = c->Vector(c->Dim(kernel, 3)), bias;
+      TF_RETURN_IF_ERROR(NamedMerge(c, 3, "bias_mean", channels, "[out_channels]", &bias));
+      TF_RETURN_IF_ERROR(NamedMerge(c, 4, "bias_variance", bias, "bias_mean", &bias));
+      ShapeHandle z;
+      TF_RETURN_IF_ERROR(NamedMerge(c, 5, "z", c->Matrix(c->Dim(out, 0), c->Dim(bias, 0)),
+                                    "[batch, out_channels]", &z));
+      TF_RETURN_IF_ERROR(SeedShape(c, 6));
+      out = c->MakeShape({c->Dim(z, 0), c->Dim(out, 1), c->Dim(out, 2), c->Dim(z, 1)});
+      for (int k = 0; k < 3; ++k) c->set_output(k, out);
       return tensorflow::OkStatus();
     });
 

@@ -112,17 +112,19 @@ class ConvMNF(MNFLayer):
     def _sample_outputs(
         self, inputs: tf.Tensor, z: tf.Tensor, seed: tf.Tensor, kernel_variance: tf.Tensor
     ) -> tf.Tensor:
-        mean, variance = ops.conv_mean_variance(
+        outputs = ops.conv_local_reparam(
             self._to_channels_last(inputs),
             self.kernel_mean,
             kernel_variance,
+            self.bias_mean,
+            self._bias_variance(),
+            z,
+            seed,
             strides=self.strides,
             padding=self.padding.upper(),
             dilations=self.dilation_rate,
         )
-        mu = mean + self.bias_mean
-        var = variance + self._bias_variance()
-        return self._from_channels_last(ops.conv_local_reparam_epilogue(mu, var, z, seed))
+        return self._from_channels_last(outputs)
 
     def _mean_outputs(self, inputs: tf.Tensor, z: tf.Tensor) -> tf.Tensor:
         mu = self._conv(self._to_channels_last(inputs), self.kernel_mean) + self.bias_mean

@@ -1,12 +1,13 @@
 """MNF local-reparameterization ops: fused custom kernels with a composite fallback.
 
-`dense_local_reparam` (and `dense_local_reparam_from_variance`), `conv_mean_variance`,
-`conv_local_reparam_epilogue` and `kernel_moments` dispatch to the fused kernels of `csrc/`
-or to the pure-TensorFlow `composite` path (see `dispatch`).
+`dense_local_reparam` (and `dense_local_reparam_from_variance`), `conv_local_reparam` (and
+its parts `conv_mean_variance`, `conv_local_reparam_epilogue`) and `kernel_moments` dispatch
+to the fused kernels of `csrc/` or to the pure-TensorFlow `composite` path (see `dispatch`).
 """
 
 from tfp_mnf.ops.composite import KernelMoments, clip_log_std
 from tfp_mnf.ops.dispatch import (
+    conv_local_reparam,
     conv_local_reparam_epilogue,
     conv_mean_variance,
     dense_local_reparam,
@@ -19,6 +20,7 @@ from tfp_mnf.ops.dispatch import (
 __all__ = [
     "KernelMoments",
     "clip_log_std",
+    "conv_local_reparam",
     "conv_local_reparam_epilogue",
     "conv_mean_variance",
     "dense_local_reparam",

@@ -214,3 +214,40 @@ def conv_mean_variance(
     conv = dict(strides=strides, padding=padding, dilations=dilations)
     mean = tf.nn.convolution(x, kernel_mean, **conv)
     return mean, tf.nn.convolution(tf.square(x), kernel_variance, **conv)
+
+
+def conv_local_reparam(
+    x: tf.Tensor,
+    kernel_mean: tf.Tensor,
+    kernel_variance: tf.Tensor,
+    bias_mean: tf.Tensor,
+    bias_variance: tf.Tensor,
+    z: tf.Tensor,
+    seed: tf.Tensor,
+    strides: tuple[int, ...],
+    padding: str,
+    dilations: tuple[int, ...],
+) -> tf.Tensor:
+    """The sampling step of an MNF conv layer (Algorithm 1): mu = conv(x, M) + b,
+    var = conv(x^2, sigma^2) + sigma_b^2, out = mu * z + sqrt(var) * eps.
+
+    Args:
+      x: `[B, *spatial, C_in]` channels-last inputs.
+      kernel_mean: `[*kernel_size, C_in, C_out]` weight means M.
+      kernel_variance: the weight variances sigma^2, M's shape.
+      bias_mean: `[C_out]` bias means b.
+      bias_variance: `[C_out]` bias variances sigma_b^2.
+      z: `[B, C_out]` multiplicative noise.
+      seed: `[2]` seed of eps (`tf.random.stateless_normal`, as in
+        `conv_local_reparam_epilogue`).
+      strides: one stride per spatial dimension.
+      padding: "SAME" or "VALID".
+      dilations: one dilation rate per spatial dimension.
+
+    Returns:
+      `[B, *out_spatial, C_out]` sampled pre-activations.
+    """
+    mean, variance = conv_mean_variance(
+        x, kernel_mean, kernel_variance, strides, padding, dilations
+    )
+    return conv_local_reparam_epilogue(mean + bias_mean, variance + bias_variance, z, seed)

@@ -241,6 +241,43 @@ def conv_local_reparam_epilogue(
     return impl.conv_local_reparam_epilogue(**args, seed=_as_seed(seed))
 
 
+def _check_conv(
+    args: dict[str, tf.Tensor], strides: object, padding: object, dilations: object
+) -> tuple[tuple[int, ...], tuple[int, ...], bool]:
+    """Checks a conv layer's x, kernels, strides, padding and dilations, naming the first bad
+    one; returns the strides, the dilations and whether the fused 2-D kernels apply."""
+    x, mean = args["x"], args["kernel_mean"]
+    rank = mean.shape.rank
+    if rank not in (3, 4, 5) or not mean.shape.is_fully_defined():
+        raise ValueError(
+            "kernel_mean must have a fully defined shape [*kernel_size, in_channels, "
+            f"out_channels] with 1 to 3 spatial dimensions, got {mean.shape}"
+        )
+    spatial = rank - 2
+    _require_shape(
+        "x",
+        x,
+        [None] * (spatial + 1) + [mean.shape[-2]],
+        f"[batch, *spatial ({spatial} dims), in_channels={mean.shape[-2]}] of kernel_mean",
+    )
+    _require_shape(
+        "kernel_variance", args["kernel_variance"], mean.shape, f"{mean.shape} of kernel_mean"
+    )
+    if padding not in ("SAME", "VALID"):
+        raise ValueError(f"padding must be 'SAME' or 'VALID', got {padding!r}")
+    checked = []
+    for name, value in (("strides", strides), ("dilations", dilations)):
+        value = tuple(value)
+        if len(value) != spatial or not all(isinstance(v, int) and v >= 1 for v in value):
+            raise ValueError(f"{name} must be {spatial} positive ints, got {value!r}")
+        checked.append(value)
+    strides, dilations = checked
+    # TensorFlow's convolutions refuse strides > 1 together with dilations > 1; so does the
+    # composite path, which then raises its error.
+    plain = max(strides) == 1 or max(dilations) == 1
+    return strides, dilations, spatial == 2 and plain and _use_fused(x.dtype, cpu_only=True)
+
+
 def conv_mean_variance(
     x: tf.Tensor,
     kernel_mean: tf.Tensor,
@@ -272,36 +309,74 @@ def conv_mean_variance(
       TypeError: an argument of another dtype than `x`.
     """
     args = _as_tensors("x", x=x, kernel_mean=kernel_mean, kernel_variance=kernel_variance)
-    x, mean = args["x"], args["kernel_mean"]
-    rank = mean.shape.rank
-    if rank not in (3, 4, 5) or not mean.shape.is_fully_defined():
-        raise ValueError(
-            "kernel_mean must have a fully defined shape [*kernel_size, in_channels, "
-            f"out_channels] with 1 to 3 spatial dimensions, got {mean.shape}"
-        )
-    spatial = rank - 2
-    _require_shape(
-        "x",
-        x,
-        [None] * (spatial + 1) + [mean.shape[-2]],
-        f"[batch, *spatial ({spatial} dims), in_channels={mean.shape[-2]}] of kernel_mean",
-    )
-    _require_shape(
-        "kernel_variance", args["kernel_variance"], mean.shape, f"{mean.shape} of kernel_mean"
-    )
-    if padding not in ("SAME", "VALID"):
-        raise ValueError(f"padding must be 'SAME' or 'VALID', got {padding!r}")
-    for name, value in (("strides", strides), ("dilations", dilations)):
-        value = tuple(value)
-        if len(value) != spatial or not all(isinstance(v, int) and v >= 1 for v in value):
-            raise ValueError(f"{name} must be {spatial} positive ints, got {value!r}")
-    strides, dilations = tuple(strides), tuple(dilations)
-    # TensorFlow's convolutions refuse strides > 1 together with dilations > 1; so does the
-    # composite path, which then raises its error.
-    plain = max(strides) == 1 or max(dilations) == 1
-    fused_here = spatial == 2 and plain and _use_fused(x.dtype, cpu_only=True)
-    impl = fused if fused_here else composite
+    strides, dilations, use_fused = _check_conv(args, strides, padding, dilations)
+    impl = fused if use_fused else composite
     return impl.conv_mean_variance(**args, strides=strides, padding=padding, dilations=dilations)
+
+
+def conv_local_reparam(
+    x: tf.Tensor,
+    kernel_mean: tf.Tensor,
+    kernel_variance: tf.Tensor,
+    bias_mean: tf.Tensor,
+    bias_variance: tf.Tensor,
+    z: tf.Tensor,
+    seed: tf.Tensor,
+    *,
+    strides: tuple[int, ...],
+    padding: str,
+    dilations: tuple[int, ...],
+) -> tf.Tensor:
+    """Samples an MNF conv layer's pre-activations; see `composite.conv_local_reparam`.
+
+    One fused op for 2-D convolutions on the CPU in float32/float64 (the two convolutions,
+    the biases and the sampling); otherwise `conv_mean_variance` and
+    `conv_local_reparam_epilogue`, each dispatched on its own (on a GPU: cuDNN and the CUDA
+    epilogue). Every path draws the same eps for the same seed.
+
+    Args:
+      x: `[B, *spatial, C_in]` channels-last inputs, 1 to 3 spatial dimensions.
+      kernel_mean: `[*kernel_size, C_in, C_out]` weight means, a static shape.
+      kernel_variance: the weight variances, `kernel_mean`'s shape.
+      bias_mean: `[C_out]` bias means.
+      bias_variance: `[C_out]` bias variances.
+      z: `[B, C_out]` multiplicative noise.
+      seed: `[2]` int32/int64 seed of the noise eps.
+      strides: one positive stride per spatial dimension.
+      padding: "SAME" or "VALID".
+      dilations: one positive dilation rate per spatial dimension.
+
+    Returns:
+      `[B, *out_spatial, C_out]` sampled pre-activations.
+
+    Raises:
+      ValueError: shapes that do not fit, or bad strides, padding or dilations.
+      TypeError: an argument of another dtype than `x`, or a non-integer seed.
+    """
+    args = _as_tensors(
+        "x",
+        x=x,
+        kernel_mean=kernel_mean,
+        kernel_variance=kernel_variance,
+        bias_mean=bias_mean,
+        bias_variance=bias_variance,
+        z=z,
+    )
+    strides, dilations, use_fused = _check_conv(args, strides, padding, dilations)
+    channels = tf.TensorShape([args["kernel_mean"].shape[-1]])
+    for name in ("bias_mean", "bias_variance"):
+        _require_shape(name, args[name], channels, f"{channels} [out_channels]")
+    _require_shape("z", args["z"], [args["x"].shape[0], channels[0]], "[batch, out_channels] of x")
+    seed = _as_seed(seed)
+    conv = dict(strides=strides, padding=padding, dilations=dilations)
+    if use_fused:
+        return fused.conv_local_reparam(**args, seed=seed, **conv)
+    mean, variance = conv_mean_variance(
+        args["x"], args["kernel_mean"], args["kernel_variance"], **conv
+    )
+    return conv_local_reparam_epilogue(
+        mean + args["bias_mean"], variance + args["bias_variance"], args["z"], seed
+    )
 
 
 def kernel_moments(

@@ -7,7 +7,8 @@ eps from the seed instead of storing it. The dense layer's two matrix products s
 around them is three fused ops: scaled inputs, clipped variance and the sampling epilogue.
 `kernel_moments` is one pass over a layer's kernel for the variances and the KL's sums.
 `conv_mean_variance` computes a 2-D conv layer's two convolutions from one gathering of the
-input patches, with a GEMM of its own (csrc/cpu_gemm.h; CPU only).
+input patches, with a GEMM of its own (csrc/cpu_gemm.h; CPU only); `conv_local_reparam` adds
+the biases and the sampling epilogue to them in the same op.
 Reference: Louizos & Welling (2017), arXiv:1703.01961, Algorithm 1 and eq. 15.
 """
 
@@ -77,6 +78,34 @@ def conv_mean_variance(
         padding=padding,
         dilations=[1, *dilations, 1],
     )
+
+
+def conv_local_reparam(
+    x: tf.Tensor,
+    kernel_mean: tf.Tensor,
+    kernel_variance: tf.Tensor,
+    bias_mean: tf.Tensor,
+    bias_variance: tf.Tensor,
+    z: tf.Tensor,
+    seed: tf.Tensor,
+    strides: tuple[int, int],
+    padding: str,
+    dilations: tuple[int, int],
+) -> tf.Tensor:
+    """Fused `composite.conv_local_reparam` for 2-D convolutions (same arguments and result)."""
+    out, _, _ = _library.load().mnf_conv2d_local_reparam(
+        x,
+        kernel_mean,
+        kernel_variance,
+        bias_mean,
+        bias_variance,
+        z,
+        seed,
+        strides=[1, *strides, 1],
+        padding=padding,
+        dilations=[1, *dilations, 1],
+    )
+    return out
 
 
 def kernel_moments(
@@ -165,15 +194,15 @@ def _conv_grad(op: tf.Operation, grad: tf.Tensor) -> list:
     return [*grads, None]
 
 
-@tf.RegisterGradient("MnfConv2DMeanVariance")
-def _conv2d_mean_variance_grad(
-    op: tf.Operation, grad_mean: tf.Tensor, grad_variance: tf.Tensor
+def _conv_pair_grads(
+    op: tf.Operation, grad_mean: tf.Tensor | None, grad_variance: tf.Tensor | None
 ) -> list:
-    """Gradients for x and both kernels, as two ops: a graph that needs no gradient for x
-    (a first layer) prunes the input-gradient op."""
-    x, kernel_mean, kernel_variance = op.inputs
-    grad_mean = tf.zeros_like(op.outputs[0]) if grad_mean is None else grad_mean
-    grad_variance = tf.zeros_like(op.outputs[1]) if grad_variance is None else grad_variance
+    """Gradients for x and both kernels of `op`'s two convolutions (its first three inputs),
+    as two ops: a graph that needs no gradient for x (a first layer) prunes that op."""
+    x, kernel_mean, kernel_variance = op.inputs[:3]
+    shape = tf.shape(op.outputs[0])
+    grad_mean = tf.zeros(shape, x.dtype) if grad_mean is None else grad_mean
+    grad_variance = tf.zeros(shape, x.dtype) if grad_variance is None else grad_variance
     conv = {
         "strides": op.get_attr("strides"),
         "padding": op.get_attr("padding").decode(),
@@ -187,3 +216,36 @@ def _conv2d_mean_variance_grad(
         x, grad_mean, grad_variance, kernel_size=kernel_mean.shape[:2].as_list(), **conv
     )
     return [grad_x, *grad_kernels]
+
+
+@tf.RegisterGradient("MnfConv2DMeanVariance")
+def _conv2d_mean_variance_grad(
+    op: tf.Operation, grad_mean: tf.Tensor, grad_variance: tf.Tensor
+) -> list:
+    """Gradients for x and both kernels."""
+    return _conv_pair_grads(op, grad_mean, grad_variance)
+
+
+@tf.RegisterGradient("MnfConv2DLocalReparam")
+def _conv2d_local_reparam_grad(
+    op: tf.Operation, grad: tf.Tensor, grad_mean: tf.Tensor, grad_variance: tf.Tensor
+) -> list:
+    """Gradients for x, both kernels, both biases and z (not seed): the epilogue's gradient
+    op on the saved (mean, variance), then the convolutions' gradient ops."""
+    _, _, _, _, _, z, seed = op.inputs
+    _, mean, variance = op.outputs
+    grad_mu, grad_var, grad_z = _library.load().mnf_conv_local_reparam_epilogue_grad(
+        grad, mean, variance, z, seed
+    )
+    if grad_mean is not None:
+        grad_mu += grad_mean
+    if grad_variance is not None:
+        grad_var += grad_variance
+    axes = [0, 1, 2]
+    return [
+        *_conv_pair_grads(op, grad_mu, grad_var),
+        tf.reduce_sum(grad_mu, axes),
+        tf.reduce_sum(grad_var, axes),
+        grad_z,
+        None,
+    ]

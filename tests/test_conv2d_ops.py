@@ -1,5 +1,6 @@
-"""Tests of the fused 2-D convolution pair conv(x, M), conv(x^2, sigma^2) (MnfConv2DMeanVariance)
-against `tf.nn.convolution`, its two gradient ops and its errors."""
+"""Tests of the fused 2-D conv ops against `tf.nn.convolution` and the composite epilogue: the
+convolution pair conv(x, M), conv(x^2, sigma^2) (MnfConv2DMeanVariance), the whole sampling
+step (MnfConv2DLocalReparam), their gradient ops and their errors."""
 
 import numpy as np
 import pytest
@@ -83,6 +84,129 @@ def test_kernel_gradients_are_deterministic():
     second = values_and_grads(fused, args, conv)[1]
     for a, b in zip(first, second, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+SEED = tf.constant([7, 11], tf.int64)
+
+
+def reparam_args(case, dtype=np.float32):
+    """x, both kernels, both biases and z for `conv_local_reparam`."""
+    (x, kernel_mean, kernel_variance), conv = case_args(case, dtype)
+    rng = np.random.default_rng(2)
+    n = kernel_mean.shape[-1]
+    extra = [
+        rng.normal(size=n),
+        rng.uniform(0.01, 0.5, size=n),
+        1 + 0.3 * rng.normal(size=(x.shape[0], n)),
+    ]
+    return [x, kernel_mean, kernel_variance, *(tf.constant(a.astype(dtype)) for a in extra)], conv
+
+
+def reparam_value_and_grads(fn, args, conv):
+    """Output and the gradients of sum(out * w) for a fixed random weighting w."""
+    with tf.GradientTape() as tape:
+        tape.watch(args)
+        out = fn(*args, seed=SEED, **conv)
+        w = tf.constant(np.random.default_rng(3).normal(size=out.shape), out.dtype)
+        loss = tf.reduce_sum(out * w)
+    return out, tape.gradient(loss, args)
+
+
+@needs_fused
+@pytest.mark.parametrize("case", CASES, ids=[str(c[0]) + c[4] for c in CASES])
+def test_local_reparam_fused_matches_composite_float32(case):
+    args, conv = reparam_args(case)
+    out_f, grads_f = reparam_value_and_grads(fused.conv_local_reparam, args, conv)
+    out_c, grads_c = reparam_value_and_grads(composite.conv_local_reparam, args, conv)
+    np.testing.assert_allclose(out_f, out_c, atol=1e-5 * max(1, np.abs(out_c).max()), rtol=0)
+    for got, want in zip(grads_f, grads_c, strict=True):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=1e-5 * max(1, np.abs(want).max()), rtol=0)
+
+
+@needs_fused
+def test_local_reparam_draws_the_epilogue_noise():
+    """The one-op step equals its two fused parts, eps for eps: the same stream."""
+    args, conv = reparam_args(CASES[1])
+    x, kernel_mean, kernel_variance, bias_mean, bias_variance, z = args
+    mean, variance = fused.conv_mean_variance(x, kernel_mean, kernel_variance, **conv)
+    parts = fused.conv_local_reparam_epilogue(mean + bias_mean, variance + bias_variance, z, SEED)
+    np.testing.assert_allclose(fused.conv_local_reparam(*args, seed=SEED, **conv), parts, atol=1e-5)
+    other = fused.conv_local_reparam(*args, seed=tf.constant([7, 12], tf.int64), **conv)
+    assert np.abs(other - parts).max() > 0.1
+
+
+@needs_fused
+@pytest.mark.parametrize("case", [CASES[2], CASES[3]], ids=["stride", "dilated"])
+def test_local_reparam_gradients_float64(case):
+    args, conv = reparam_args(case, dtype=np.float64)
+    for i in range(len(args)):
+
+        def f(arg, i=i):
+            full = list(args)
+            full[i] = arg
+            return fused.conv_local_reparam(*full, seed=SEED, **conv)
+
+        theoretical, numerical = tf.test.compute_gradient(f, [args[i]], delta=1e-6)
+        err = max(np.abs(t - n).max() for t, n in zip(theoretical, numerical, strict=True))
+        assert err <= 1e-6, (i, err)
+
+
+def test_local_reparam_zero_batch_and_unknown_batch(op_path):
+    args, conv = reparam_args(((0, 9, 7, 3), (3, 2), 5, (2, 1), "SAME", (1, 1)))
+    out, grads = reparam_value_and_grads(ops.conv_local_reparam, args, conv)
+    assert out.shape == (0, 5, 7, 5)
+    assert [g.shape for g in grads] == [a.shape for a in args]
+    args, conv = reparam_args(CASES[2])
+    specs = [tf.TensorSpec([None, 9, 7, 3], tf.float32), tf.TensorSpec([None, 5], tf.float32)]
+
+    @tf.function(input_signature=specs)
+    def f(x, z):
+        out = ops.conv_local_reparam(x, *args[1:5], z, SEED, **conv)
+        assert out.shape.as_list() == [None, 5, 7, 5]
+        return out
+
+    want = composite.conv_local_reparam(*args, seed=SEED, **conv)
+    np.testing.assert_allclose(f(args[0], args[5]), want, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "index, bad, message",
+    [
+        (3, tf.zeros([4]), "bias_mean must have shape"),
+        (4, tf.zeros([5, 1]), "bias_variance must have shape"),
+        (5, tf.zeros([2, 4]), "z must have shape"),
+        (5, tf.zeros([3, 5]), "z must have shape"),
+    ],
+)
+def test_local_reparam_bad_arguments_are_named(index, bad, message):
+    args, conv = reparam_args(CASES[2])
+    args[index] = bad
+    with pytest.raises(ValueError, match=message):
+        ops.conv_local_reparam(*args, seed=SEED, **conv)
+
+
+@needs_fused
+@pytest.mark.parametrize("graph", [False, True], ids=["eager-kernel", "graph-shape-fn"])
+def test_local_reparam_op_errors_name_the_argument(graph):
+    library = _library.load()
+    x, kernel = tf.zeros([2, 8, 8, 3]), tf.zeros([3, 3, 3, 4])
+    bias, z = tf.zeros([4]), tf.zeros([2, 4])
+    attrs = dict(strides=[1, 1, 1, 1], padding="VALID")
+    calls = [
+        ((x, kernel, kernel, bias[:3], bias, z, SEED), "bias_mean"),
+        ((x, kernel, kernel, bias, bias[:3], z, SEED), "bias_variance"),
+        ((x, kernel, kernel, bias, bias, z[:1], SEED), "z"),
+        ((x, kernel, kernel, bias, bias, z, tf.constant([1, 2, 3])), "seed must have shape"),
+    ]
+    for inputs, message in calls:
+
+        def call(inputs=inputs):
+            return library.mnf_conv2d_local_reparam(*inputs, **attrs)
+
+        run = tf.function(call) if graph else call
+        with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match=message):
+            run()
 
 
 def test_zero_batch(op_path):
