@@ -4,7 +4,8 @@ Prints one table: median milliseconds of >= 50 timed runs after warm-up (the thr
 take turns in each run, in a rotating order), for the fused kernels, the composite path in
 graph mode (`tf.function`) and the composite path under XLA (`tf.function(jit_compile=True)`),
 forward and forward+backward (the output's sum and the gradients of every input), and the ratio
-fused / composite-graph.
+fused / composite-graph. Cases: the dense step, the conv epilogue alone and the whole conv
+step (both convolutions, biases, epilogue) of MNF-LeNet's layers.
 Usage: `python benchmarks/bench_ops.py [--runs 50]`.
 """
 
@@ -19,6 +20,8 @@ from tfp_mnf.ops import composite, fused, fused_available
 
 DENSE_SHAPES = [(128, 800, 500), (128, 500, 10), (512, 1024, 1024)]
 CONV_SHAPES = [(128, 24, 24, 20), (128, 8, 8, 50)]  # MNF-LeNet conv outputs
+# MNF-LeNet's conv layers, (input shape, out channels), 5x5 VALID: the whole sampling step.
+CONV_LAYERS = [((128, 28, 28, 1), 20), ((128, 12, 12, 20), 50)]
 MAX_STD = 1.0
 
 
@@ -41,6 +44,20 @@ def _conv_args(shape: tuple) -> list:
         rng.normal(size=shape),
         rng.uniform(0.01, 1.0, size=shape),
         1 + 0.1 * rng.normal(size=(shape[0], shape[-1])),
+    ]
+    return [tf.Variable(a.astype(np.float32)) for a in arrays]
+
+
+def _conv_layer_args(shape: tuple, filters: int) -> list:
+    rng = np.random.default_rng(0)
+    kernel = (5, 5, shape[-1], filters)
+    arrays = [
+        rng.uniform(size=shape),
+        0.1 * rng.normal(size=kernel),
+        np.exp(-8 + 0.1 * rng.normal(size=kernel)),
+        0.1 * rng.normal(size=filters),
+        np.exp(-8 + 0.1 * rng.normal(size=filters)),
+        1 + 0.1 * rng.normal(size=(shape[0], filters)),
     ]
     return [tf.Variable(a.astype(np.float32)) for a in arrays]
 
@@ -136,6 +153,15 @@ def main() -> None:
             ),
             flush=True,
         )
+    layer_ops = {
+        "fused": (fused.conv_local_reparam, False),
+        "graph": (composite.conv_local_reparam, False),
+        "xla": (composite.conv_local_reparam, True),
+    }
+    conv = {"strides": (1, 1), "padding": "VALID", "dilations": (1, 1)}
+    for shape, filters in CONV_LAYERS:
+        name = f"conv step {'x'.join(map(str, shape))}->{filters}"
+        print(_row(name, layer_ops, _conv_layer_args(shape, filters), conv, runs), flush=True)
 
 
 if __name__ == "__main__":

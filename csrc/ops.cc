@@ -11,6 +11,8 @@
 // MnfConvLocalReparamEpilogue: out = mu * z[b, c] + sqrt(var) * eps, channels-last.
 // MnfKernelMoments: one pass over a layer's [rows, cols] kernel giving the clipped variances
 //   sigma^2 of the forward pass and the kernel sums of the KL bound (kernel_moments.h).
+// MnfStatelessNormal: tf.random.stateless_normal's stream from the vectorized generator
+//   (normal_cpu.cc), for the layers' z_0 and r(z | W) noise.
 // MnfConv2DMeanVariance: a conv layer's mean = conv(x, M) and variance = conv(x^2, sigma^2)
 //   from one gathering of x's patches (conv2d_cpu.cc), NHWC with Conv2D's strides, padding
 //   and dilations; its gradients are two ops, the kernels' and x's, so that a graph that
@@ -393,6 +395,22 @@ REGISTER_OP("MnfKernelMomentsGrad")
       c->set_output(1, kernel);
       c->set_output(2, z);
       c->set_output(3, z);
+      return tensorflow::OkStatus();
+    });
+
+REGISTER_OP("MnfStatelessNormal")
+    .Input("shape: Tshape")
+    .Input("seed: Tseed")
+    .Output("output: dtype")
+    .Attr("dtype: {float, double}")
+    .Attr("Tshape: {int32, int64} = DT_INT32")
+    .Attr("Tseed: {int32, int64} = DT_INT64")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle shape;
+      TF_RETURN_IF_ERROR(NamedRank(c, 0, "shape", 1, "[rank]", &shape));
+      TF_RETURN_IF_ERROR(SeedShape(c, 1));
+      TF_RETURN_IF_ERROR(c->MakeShapeFromShapeTensor(0, &shape));
+      c->set_output(0, shape);
       return tensorflow::OkStatus();
     });
 

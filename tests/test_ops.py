@@ -93,6 +93,51 @@ def test_dense_epilogue_noise_equals_stateless_normal(dtype, shape):
 
 @needs_fused
 @pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+@pytest.mark.parametrize("shape", [[1], [129, 800], [3, 1025], [2, 0, 3], [4, 3, 5]])
+@pytest.mark.parametrize("seed_dtype", [tf.int32, tf.int64])
+def test_stateless_normal_equals_tf(dtype, shape, seed_dtype):
+    seed = tf.constant([5, 9], seed_dtype)
+    eps = fused.stateless_normal(tf.constant(shape), seed, dtype)
+    expected = tf.random.stateless_normal(shape, seed, dtype=dtype)
+    assert eps.shape == expected.shape and eps.dtype == dtype
+    tol = 1e-6 if dtype == tf.float32 else 1e-13
+    np.testing.assert_allclose(eps.numpy(), expected.numpy(), atol=tol, rtol=0)
+
+
+def test_stateless_normal_dispatch_and_errors(op_path):
+    seed = tf.constant([1, 2])
+    np.testing.assert_allclose(
+        ops.stateless_normal([3, 4], seed, tf.float64),
+        tf.random.stateless_normal([3, 4], seed, dtype=tf.float64),
+        atol=1e-13,
+    )
+    half = ops.stateless_normal([6], seed, tf.float16)  # composite: no fused float16 kernel
+    np.testing.assert_array_equal(half, tf.random.stateless_normal([6], seed, dtype=tf.float16))
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.int32)])
+    def draw(batch):
+        eps = ops.stateless_normal(tf.stack([batch, 7]), seed)
+        assert eps.shape.as_list() == [None, 7]
+        return eps
+
+    assert draw(tf.constant(3)).shape == (3, 7)
+    with pytest.raises(TypeError, match="seed must be an int32 or int64"):
+        ops.stateless_normal([2], tf.constant([1.0, 2.0]))
+    with pytest.raises(TypeError, match="dtype must be a floating dtype"):
+        ops.stateless_normal([2], seed, tf.int32)
+
+
+@needs_fused
+def test_stateless_normal_op_errors():
+    library = _library.load()
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match="seed must have"):
+        library.mnf_stateless_normal([2, 3], tf.constant([1, 2, 3]), dtype=tf.float32)
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match="shape must be"):
+        library.mnf_stateless_normal([[2, 3]], tf.constant([1, 2]), dtype=tf.float32)
+
+
+@needs_fused
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
 def test_eps_statistics(dtype):
     shape = [1000, 1000, 1]
     eps = fused.conv_local_reparam_epilogue(

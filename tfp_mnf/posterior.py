@@ -159,7 +159,7 @@ class MNFPosterior:
     def sample_z0(self, batch_size: tf.Tensor | int, seed: tf.Tensor) -> tf.Tensor:
         """Draws `[batch_size, Z]` samples of the flow's base z_0 ~ q(z_0) (eq. 4)."""
         mean = tf.convert_to_tensor(self.q0_mean)
-        eps = tf.random.stateless_normal([batch_size, self.z_size], seed=seed, dtype=mean.dtype)
+        eps = ops.stateless_normal(tf.stack([batch_size, self.z_size]), seed, mean.dtype)
         return mean + tf.exp(0.5 * self.clipped_q0_log_var()) * eps
 
     def sample_z(self, batch_size: tf.Tensor | int, seed: tf.Tensor) -> tf.Tensor:
@@ -302,7 +302,7 @@ class MNFPosterior:
           A scalar.
         """
         a_mean, a_var = moments.projected_mean, moments.projected_variance
-        eps = tf.random.stateless_normal(tf.shape(a_mean), seed=seed, dtype=a_mean.dtype)
+        eps = ops.stateless_normal(tf.shape(a_mean), seed, a_mean.dtype)
         a_bar = tf.reduce_mean(self.r_activation(a_mean + tf.sqrt(a_var) * eps))
         r_mean = self.r_b1 * a_bar  # eq. 9
         r_log_precision = clip_r_log_precision(self.r_b2 * a_bar)  # eq. 10

@@ -1,8 +1,9 @@
 """MNF local-reparameterization ops: fused custom kernels with a composite fallback.
 
 `dense_local_reparam` (and `dense_local_reparam_from_variance`), `conv_local_reparam` (and
-its parts `conv_mean_variance`, `conv_local_reparam_epilogue`) and `kernel_moments` dispatch
-to the fused kernels of `csrc/` or to the pure-TensorFlow `composite` path (see `dispatch`).
+its parts `conv_mean_variance`, `conv_local_reparam_epilogue`), `kernel_moments` and
+`stateless_normal` dispatch to the fused kernels of `csrc/` or to the pure-TensorFlow
+`composite` path (see `dispatch`).
 """
 
 from tfp_mnf.ops.composite import KernelMoments, clip_log_std
@@ -15,6 +16,7 @@ from tfp_mnf.ops.dispatch import (
     force_composite,
     fused_available,
     kernel_moments,
+    stateless_normal,
 )
 
 __all__ = [
@@ -28,4 +30,5 @@ __all__ = [
     "force_composite",
     "fused_available",
     "kernel_moments",
+    "stateless_normal",
 ]

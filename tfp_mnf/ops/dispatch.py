@@ -241,6 +241,34 @@ def conv_local_reparam_epilogue(
     return impl.conv_local_reparam_epilogue(**args, seed=_as_seed(seed))
 
 
+def stateless_normal(
+    shape: tf.Tensor | list[int], seed: tf.Tensor, dtype: tf.DType = tf.float32
+) -> tf.Tensor:
+    """`tf.random.stateless_normal(shape, seed, dtype=dtype)`, element for element.
+
+    Fused on the CPU for float32/float64 (the vectorized Philox / Box-Muller generator of the
+    other fused ops), `tf.random.stateless_normal` otherwise.
+
+    Args:
+      shape: 1-D int32/int64 shape of the output.
+      seed: `[2]` int32/int64 seed.
+      dtype: float dtype of the output.
+
+    Returns:
+      Standard normal samples of `shape`.
+
+    Raises:
+      TypeError: a non-integer seed or a non-float dtype.
+    """
+    dtype = tf.as_dtype(dtype)
+    if not dtype.is_floating:
+        raise TypeError(f"dtype must be a floating dtype, got {dtype.name}")
+    seed = _as_seed(seed)
+    if _use_fused(dtype, cpu_only=True):
+        return fused.stateless_normal(shape, seed, dtype)
+    return tf.random.stateless_normal(shape, seed=seed, dtype=dtype)
+
+
 def _check_conv(
     args: dict[str, tf.Tensor], strides: object, padding: object, dilations: object
 ) -> tuple[tuple[int, ...], tuple[int, ...], bool]:

@@ -61,6 +61,11 @@ def conv_local_reparam_epilogue(
     return _library.load().mnf_conv_local_reparam_epilogue(mu, var, z, seed)
 
 
+def stateless_normal(shape: tf.Tensor, seed: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+    """Fused `tf.random.stateless_normal(shape, seed, dtype=dtype)` (the same stream)."""
+    return _library.load().mnf_stateless_normal(shape, seed, dtype=dtype)
+
+
 def conv_mean_variance(
     x: tf.Tensor,
     kernel_mean: tf.Tensor,
