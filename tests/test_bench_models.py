@@ -65,4 +65,4 @@ def test_profile_step_attributes_the_mnf_step_to_layers_and_parts():
             for part in ("sampling", "q flow", "KL"):
                 assert (layer, phase, part) in parts, (layer, phase, part)
     assert ("-", "update", "optimizer") in parts
-    assert "| MnfConvLocalReparamEpilogue |" in done.stdout
+    assert "| MnfConv2DLocalReparam |" in done.stdout  # the fused conv step ran
