@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "conv2d_attrs.h"
 #include "conv_epilogue_cpu.h"
 #include "cpu_gemm.h"
 #include "cpu_kernel_utils.h"
@@ -34,47 +35,6 @@ using tensorflow::Tensor;
 using tensorflow::TensorShape;
 
 constexpr int64_t kKernelGradChunks = 16;
-
-// The strides / dilations / padding attributes, NHWC.
-struct Conv2DAttrs {
-  int64_t stride_h = 1, stride_w = 1, dilation_h = 1, dilation_w = 1;
-  bool same = false;
-
-  Status Read(OpKernelConstruction* ctx) {
-    std::vector<int32_t> strides, dilations;
-    std::string padding;
-    TF_RETURN_IF_ERROR(ctx->GetAttr("strides", &strides));
-    TF_RETURN_IF_ERROR(ctx->GetAttr("dilations", &dilations));
-    TF_RETURN_IF_ERROR(ctx->GetAttr("padding", &padding));
-    for (const auto* attr : {&strides, &dilations}) {
-      const auto& v = *attr;
-      if (v.size() != 4 || v[0] != 1 || v[3] != 1 || v[1] < 1 || v[2] < 1) {
-        return tensorflow::errors::InvalidArgument(
-            attr == &strides ? "strides" : "dilations",
-            " must be [1, height, width, 1] with positive entries");
-      }
-    }
-    stride_h = strides[1];
-    stride_w = strides[2];
-    dilation_h = dilations[1];
-    dilation_w = dilations[2];
-    same = padding == "SAME";
-    return tensorflow::OkStatus();
-  }
-};
-
-// One spatial axis: output size and padding before, TensorFlow's SAME / VALID rule.
-void WindowedSize(int64_t in, int64_t kernel, int64_t stride, int64_t dilation, bool same,
-                  int64_t* out, int64_t* pad_before) {
-  const int64_t span = (kernel - 1) * dilation + 1;
-  if (same) {
-    *out = (in + stride - 1) / stride;
-    *pad_before = std::max<int64_t>((*out - 1) * stride + span - in, 0) / 2;
-  } else {
-    *out = in >= span ? (in - span) / stride + 1 : 0;
-    *pad_before = 0;
-  }
-}
 
 // The sizes of one call: x [B, H, W, C], kernels [KH, KW, C, N], outputs [B, OH, OW, N].
 struct Conv2DGeometry {

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "conv2d_attrs.h"
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -141,39 +142,28 @@ Status MomentsShapes(InferenceContext* c, int first, ShapeHandle* kernel, ShapeH
   return tensorflow::OkStatus();
 }
 
-// One spatial output size of a convolution (TensorFlow's SAME / VALID rule), unknown when the
-// input size is.
+// One spatial output size of a convolution, unknown when the input size is.
 DimensionHandle WindowedDim(InferenceContext* c, DimensionHandle in, int64_t kernel,
                             int64_t stride, int64_t dilation, bool same) {
   if (!c->ValueKnown(in)) return c->UnknownDim();
-  const int64_t size = c->Value(in);
-  const int64_t span = (kernel - 1) * dilation + 1;
-  if (same) return c->MakeDim((size + stride - 1) / stride);
-  return c->MakeDim(size >= span ? (size - span) / stride + 1 : 0);
+  int64_t out, pad_before;
+  WindowedSize(c->Value(in), kernel, stride, dilation, same, &out, &pad_before);
+  return c->MakeDim(out);
 }
 
 // Validates x [B, H, W, C] at input `x_index` and sets `out` to the convolution's output
 // [B, OH, OW, out_channels] for a [kernel_h, kernel_w, C, out_channels] kernel.
 Status Conv2DOutputShape(InferenceContext* c, int x_index, int64_t kernel_h, int64_t kernel_w,
                          DimensionHandle out_channels, ShapeHandle* out) {
-  std::vector<int32_t> strides, dilations;
-  std::string padding;
-  TF_RETURN_IF_ERROR(c->GetAttr("strides", &strides));
-  TF_RETURN_IF_ERROR(c->GetAttr("dilations", &dilations));
-  TF_RETURN_IF_ERROR(c->GetAttr("padding", &padding));
-  for (const auto* v : {&strides, &dilations}) {
-    if (v->size() != 4 || (*v)[0] != 1 || (*v)[3] != 1 || (*v)[1] < 1 || (*v)[2] < 1) {
-      return tensorflow::errors::InvalidArgument(
-          v == &strides ? "strides" : "dilations",
-          " must be [1, height, width, 1] with positive entries");
-    }
-  }
+  Conv2DAttrs attrs;
+  TF_RETURN_IF_ERROR(attrs.Read(c));
   ShapeHandle x;
   TF_RETURN_IF_ERROR(NamedRank(c, x_index, "x", 4, "[batch, height, width, channels]", &x));
-  const bool same = padding == "SAME";
   *out = c->MakeShape(
-      {c->Dim(x, 0), WindowedDim(c, c->Dim(x, 1), kernel_h, strides[1], dilations[1], same),
-       WindowedDim(c, c->Dim(x, 2), kernel_w, strides[2], dilations[2], same), out_channels});
+      {c->Dim(x, 0),
+       WindowedDim(c, c->Dim(x, 1), kernel_h, attrs.stride_h, attrs.dilation_h, attrs.same),
+       WindowedDim(c, c->Dim(x, 2), kernel_w, attrs.stride_w, attrs.dilation_w, attrs.same),
+       out_channels});
   return tensorflow::OkStatus();
 }
 
