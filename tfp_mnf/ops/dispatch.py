@@ -399,7 +399,9 @@ def conv_local_reparam(
     conv = dict(strides=strides, padding=padding, dilations=dilations)
     if use_fused:
         return fused.conv_local_reparam(**args, seed=seed, **conv)
-    mean, variance = conv_mean_variance(
+    # Where the one-op step is not fused, neither is the convolution pair (same conditions);
+    # the arguments are already checked.
+    mean, variance = composite.conv_mean_variance(
         args["x"], args["kernel_mean"], args["kernel_variance"], **conv
     )
     return conv_local_reparam_epilogue(
