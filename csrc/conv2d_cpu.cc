@@ -1,11 +1,13 @@
 // CPU kernels of MnfConv2DMeanVariance and its two gradients (float32, float64): the two
 // convolutions of an MNF conv layer's local reparameterization, mean = conv(x, M) and
 // variance = conv(x^2, sigma^2) (Louizos & Welling 2017, Algorithm 1), NHWC input, HWIO
-// kernels. Each example's patches are gathered once (im2col) and feed both products, the
-// x^2 patches squared while the GEMM packs them (cpu_gemm.h):
+// kernels. Each example's patches P_b [positions, depth] are gathered once (im2col) into a
+// packed GEMM operand (cpu_gemm.h) and squared in one pass for the x^2 products:
 //   forward:      mean_b = P_b M,  variance_b = P_b^2 S;
 //   kernel grads: d M = sum_b P_b^T g_mean_b,  d S = sum_b (P_b^2)^T g_variance_b;
 //   input grad:   d x_b = col2im(g_mean_b M^T) + 2 x_b col2im(g_variance_b S^T).
+// The forward products and the kernel gradients run transposed (mean_b^T = M^T P_b^T,
+// d M^T = sum_b g_mean_b^T P_b), so that the output channels are the GEMM's rows.
 // MnfConv2DLocalReparam adds the biases and samples each example's outputs (the epilogue of
 // conv_epilogue_cpu.h) right after its two products.
 // The kernel gradients sum the batch in a fixed number of chunks, added in order, so the
@@ -113,35 +115,34 @@ inline bool Interior(const Conv2DGeometry& g, int64_t top, int64_t left) {
          left + (g.k_w - 1) * g.attrs.dilation_w < g.in_w;
 }
 
-// Packs the patches of one example x_b [H, W, C] as the GEMM operand A (cpu_gemm.h) of the
-// forward pass: the [rows, depth] patch matrix P (im2col), zero where a tap falls on the
-// padding. Panels of gemm::kTileRows output positions; a panel whose taps all fall inside
-// the input is copied without bounds checks.
-template <typename T>
-void PackPatchRows(const Conv2DGeometry& g, const T* x_b, T* packed) {
-  constexpr int kR = gemm::kTileRows;
+// Packs the patches of one example x_b [H, W, C] as the forward pass's GEMM operand B
+// (cpu_gemm.h): the transposed patch matrix P^T [depth, rows] (im2col), in panels of kPanel
+// output positions, zero where a tap falls on the padding. Each panel is written in order;
+// a panel whose taps all fall inside the input is copied without bounds checks.
+template <typename T, int kPanel>
+void PackPatchPanels(const Conv2DGeometry& g, const T* x_b, T* packed) {
   const int64_t rows = g.rows(), depth = g.depth(), c_in = g.in_c;
-  for (int64_t t = 0; t < gemm::Tiles(rows, kR); ++t) {
-    const int valid_rows = static_cast<int>(std::min<int64_t>(kR, rows - t * kR));
-    int64_t top[kR], left[kR];
-    bool interior = valid_rows == kR;
-    for (int i = 0; i < kR; ++i) {
-      const int64_t row = std::min(t * kR + i, rows - 1);
+  for (int64_t t = 0; t < gemm::Tiles(rows, kPanel); ++t) {
+    const int valid_rows = static_cast<int>(std::min<int64_t>(kPanel, rows - t * kPanel));
+    int64_t top[kPanel], left[kPanel];
+    bool interior = valid_rows == kPanel;
+    for (int i = 0; i < kPanel; ++i) {
+      const int64_t row = std::min(t * kPanel + i, rows - 1);
       top[i] = row / g.out_w * g.attrs.stride_h - g.pad_top;
       left[i] = row % g.out_w * g.attrs.stride_w - g.pad_left;
       interior = interior && Interior(g, top[i], left[i]);
     }
-    T* panel = packed + t * depth * kR;
+    T* panel = packed + t * depth * kPanel;
     if (interior) {
-      const T* base[kR];
-      for (int i = 0; i < kR; ++i) base[i] = x_b + (top[i] * g.in_w + left[i]) * c_in;
+      const T* base[kPanel];
+      for (int i = 0; i < kPanel; ++i) base[i] = x_b + (top[i] * g.in_w + left[i]) * c_in;
       for (int64_t kh = 0; kh < g.k_h; ++kh) {
         for (int64_t kw = 0; kw < g.k_w; ++kw) {
           const int64_t off = (kh * g.attrs.dilation_h * g.in_w + kw * g.attrs.dilation_w) * c_in;
-          T* dst = panel + (kh * g.k_w + kw) * c_in * kR;
+          T* dst = panel + (kh * g.k_w + kw) * c_in * kPanel;
           for (int64_t c = 0; c < c_in; ++c) {
-#pragma GCC unroll 6
-            for (int i = 0; i < kR; ++i) dst[c * kR + i] = base[i][off + c];
+#pragma GCC unroll 16
+            for (int i = 0; i < kPanel; ++i) dst[c * kPanel + i] = base[i][off + c];
           }
         }
       }
@@ -149,31 +150,31 @@ void PackPatchRows(const Conv2DGeometry& g, const T* x_b, T* packed) {
     }
     for (int64_t kh = 0; kh < g.k_h; ++kh) {
       for (int64_t kw = 0; kw < g.k_w; ++kw) {
-        T* dst = panel + (kh * g.k_w + kw) * c_in * kR;
+        T* dst = panel + (kh * g.k_w + kw) * c_in * kPanel;
         for (int i = 0; i < valid_rows; ++i) {
           const int64_t ih = top[i] + kh * g.attrs.dilation_h;
           const int64_t iw = left[i] + kw * g.attrs.dilation_w;
           const bool inside = ih >= 0 && ih < g.in_h && iw >= 0 && iw < g.in_w;
           const T* src = x_b + (ih * g.in_w + iw) * c_in;
-          for (int64_t c = 0; c < c_in; ++c) dst[c * kR + i] = inside ? src[c] : T(0);
+          for (int64_t c = 0; c < c_in; ++c) dst[c * kPanel + i] = inside ? src[c] : T(0);
         }
       }
     }
   }
 }
 
-// Packs the transposed patches P^T [depth, rows] of one example as the GEMM operand A of the
-// kernel gradients; `depth_offsets[d]` is the packed offset of element (d, 0).
+// Packs the patch matrix P [rows, depth] of one example as the kernel gradients' GEMM
+// operand B: element (row, d) at row * row_stride + depth_offsets[d] (gemm::OffsetB), zero
+// where a tap falls on the padding; entries the layout pads are left as they are (zero).
 template <typename T>
-void PackPatchColumns(const Conv2DGeometry& g, const T* x_b, const int64_t* depth_offsets,
-                      T* packed) {
-  constexpr int kR = gemm::kTileRows;
+void PackPatchColumns(const Conv2DGeometry& g, const T* x_b, int64_t row_stride,
+                      const int64_t* depth_offsets, T* packed) {
   const int64_t c_in = g.in_c;
   for (int64_t oh = 0; oh < g.out_h; ++oh) {
     const int64_t top = oh * g.attrs.stride_h - g.pad_top;
     for (int64_t ow = 0; ow < g.out_w; ++ow) {
       const int64_t left = ow * g.attrs.stride_w - g.pad_left;
-      T* dst = packed + (oh * g.out_w + ow) * kR;
+      T* dst = packed + (oh * g.out_w + ow) * row_stride;
       if (Interior(g, top, left)) {
         const T* base = x_b + (top * g.in_w + left) * c_in;
         for (int64_t kh = 0; kh < g.k_h; ++kh) {
@@ -200,6 +201,15 @@ void PackPatchColumns(const Conv2DGeometry& g, const T* x_b, const int64_t* dept
   }
 }
 
+// dst [cols, rows] = src [rows, cols] transposed; dst is written in order (src has few rows,
+// whose lines stay in cache).
+template <typename T>
+void Transpose(const T* src, int64_t rows, int64_t cols, T* dst) {
+  for (int64_t c = 0; c < cols; ++c) {
+    for (int64_t r = 0; r < rows; ++r) dst[c * rows + r] = src[r * cols + c];
+  }
+}
+
 // squared[i] = packed[i]^2 over a packed operand (the x^2 patches of the variance
 // convolution; one vectorized pass).
 template <typename T>
@@ -219,27 +229,32 @@ void ScatterPatches(const Conv2DGeometry& g, const T* patches, T* x_b) {
 }
 
 // mean = conv(x, M) and variance = conv(x^2, S) of every example, split over the pool; after
-// example b's two products, calls after_example(b) (with its outputs still in cache).
+// example b's two products, calls after_example(b) (with its outputs still in cache). The
+// products run transposed, mean_b^T = M^T P_b^T: the output channels, few and rarely a
+// multiple of the micro-kernel's width, are the GEMM's rows, whose tile is narrower.
 template <typename T, typename Fn>
 void ConvolvePair(OpKernelContext* ctx, const Conv2DGeometry& g, const T* x,
                   const T* kernel_mean, const T* kernel_variance, T* mean, T* variance,
                   double extra_cycles, Fn after_example) {
   const int64_t rows = g.rows(), depth = g.depth(), n = g.out_c;
-  const int64_t b_size = gemm::PackedSizeB<T>(depth, n);
-  std::vector<T> kernels(2 * b_size);
-  gemm::PackB<T>(depth, n, kernel_mean, n, false, kernels.data());
-  gemm::PackB<T>(depth, n, kernel_variance, n, false, kernels.data() + b_size);
+  const int64_t a_size = gemm::PackedSizeA<T>(n, depth);
+  std::vector<T> kernels(2 * a_size);
+  gemm::PackA<T>(n, depth, kernel_mean, n, true, kernels.data());
+  gemm::PackA<T>(n, depth, kernel_variance, n, true, kernels.data() + a_size);
   const double cycles = g.cycles_per_example() + extra_cycles;
   ParallelRange(ctx, g.batch, cycles, [&](int64_t begin, int64_t end) {
-    const int64_t size = gemm::PackedSizeA<T>(rows, depth);
-    std::vector<T> patches(2 * size);  // zero-padded rows of the last panel stay zero
+    const int64_t size = gemm::PackedSizeB<T>(depth, rows);
+    std::vector<T> patches(2 * size);  // the zero padding of the last panel stays zero
+    std::vector<T> product(n * rows);
     for (int64_t b = begin; b < end; ++b) {
-      PackPatchRows(g, x + b * g.in_size(), patches.data());
+      PackPatchPanels<T, gemm::kTileCols<T>>(g, x + b * g.in_size(), patches.data());
       Square(patches.data(), size, patches.data() + size);
-      gemm::MultiplyPacked<T>(rows, n, depth, patches.data(), kernels.data(),
-                              mean + b * g.out_size(), n, false);
-      gemm::MultiplyPacked<T>(rows, n, depth, patches.data() + size, kernels.data() + b_size,
-                              variance + b * g.out_size(), n, false);
+      gemm::MultiplyPacked<T>(n, rows, depth, kernels.data(), patches.data(), product.data(),
+                              rows, false);
+      Transpose(product.data(), n, rows, mean + b * g.out_size());
+      gemm::MultiplyPacked<T>(n, rows, depth, kernels.data() + a_size, patches.data() + size,
+                              product.data(), rows, false);
+      Transpose(product.data(), n, rows, variance + b * g.out_size());
       after_example(b);
     }
   });
@@ -363,41 +378,49 @@ class Conv2DMeanVarianceKernelGradOp : public OpKernel {
     const int64_t rows = g.rows(), depth = g.depth(), n = g.out_c, size = depth * n;
     T* dm = d_mean->flat<T>().data();
     T* ds = d_variance->flat<T>().data();
-    std::fill(dm, dm + size, T(0));
-    std::fill(ds, ds + size, T(0));
-    if (size == 0 || g.batch * rows == 0) return;
+    if (size == 0 || g.batch * rows == 0) {
+      std::fill(dm, dm + size, T(0));
+      std::fill(ds, ds + size, T(0));
+      return;
+    }
     const T* xp = x.flat<T>().data();
     const T* gm = grad_mean.flat<T>().data();
     const T* gv = grad_variance.flat<T>().data();
     const int64_t chunks = std::min(g.batch, kKernelGradChunks);
     std::vector<T> partial(static_cast<size_t>(chunks * 2 * size));
     const double cycles = g.cycles_per_example() * g.batch / chunks;
+    std::vector<int64_t> depth_offsets(depth);
+    for (int64_t d = 0; d < depth; ++d) depth_offsets[d] = gemm::OffsetB<T>(0, d, rows);
+    // The chunks' partial sums, transposed: d M^T = sum_b g_mean_b^T P_b (the output
+    // channels are the GEMM's rows, as in the forward pass).
     ParallelRange(ctx, chunks, cycles, [&](int64_t begin, int64_t end) {
-      const int64_t a_size = gemm::PackedSizeA<T>(depth, rows);
-      const int64_t b_size = gemm::PackedSizeB<T>(rows, n);
-      std::vector<T> patches(2 * a_size), grads(b_size);  // padding entries stay zero
-      std::vector<int64_t> depth_offsets(depth);
-      for (int64_t d = 0; d < depth; ++d) depth_offsets[d] = gemm::OffsetA(d, 0, rows);
+      const int64_t a_size = gemm::PackedSizeA<T>(n, rows);
+      const int64_t b_size = gemm::PackedSizeB<T>(rows, depth);
+      std::vector<T> grads(a_size), patches(2 * b_size);  // padding entries stay zero
       for (int64_t chunk = begin; chunk < end; ++chunk) {
         T* pm = partial.data() + chunk * 2 * size;
         T* ps = pm + size;
         const int64_t first = chunk * g.batch / chunks, last = (chunk + 1) * g.batch / chunks;
         for (int64_t b = first; b < last; ++b) {
-          PackPatchColumns(g, xp + b * g.in_size(), depth_offsets.data(), patches.data());
-          Square(patches.data(), a_size, patches.data() + a_size);
-          gemm::PackB<T>(rows, n, gm + b * g.out_size(), n, false, grads.data());
-          gemm::MultiplyPacked<T>(depth, n, rows, patches.data(), grads.data(), pm, n, b > first);
-          gemm::PackB<T>(rows, n, gv + b * g.out_size(), n, false, grads.data());
-          gemm::MultiplyPacked<T>(depth, n, rows, patches.data() + a_size, grads.data(), ps, n,
+          PackPatchColumns(g, xp + b * g.in_size(), gemm::kTileCols<T>, depth_offsets.data(),
+                           patches.data());
+          Square(patches.data(), b_size, patches.data() + b_size);
+          gemm::PackA<T>(n, rows, gm + b * g.out_size(), n, true, grads.data());
+          gemm::MultiplyPacked<T>(n, depth, rows, grads.data(), patches.data(), pm, depth,
                                   b > first);
+          gemm::PackA<T>(n, rows, gv + b * g.out_size(), n, true, grads.data());
+          gemm::MultiplyPacked<T>(n, depth, rows, grads.data(), patches.data() + b_size, ps,
+                                  depth, b > first);
         }
       }
     });
+    std::vector<T> totals(2 * size, T(0));
     for (int64_t chunk = 0; chunk < chunks; ++chunk) {
       const T* pm = partial.data() + chunk * 2 * size;
-      for (int64_t i = 0; i < size; ++i) dm[i] += pm[i];
-      for (int64_t i = 0; i < size; ++i) ds[i] += pm[size + i];
+      for (int64_t i = 0; i < 2 * size; ++i) totals[i] += pm[i];
     }
+    Transpose(totals.data(), n, depth, dm);
+    Transpose(totals.data() + size, n, depth, ds);
   }
 
  private:
