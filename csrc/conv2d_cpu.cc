@@ -217,14 +217,18 @@ void Square(const T* packed, int64_t size, T* squared) {
   for (int64_t i = 0; i < size; ++i) squared[i] = packed[i] * packed[i];
 }
 
-// x_b [H, W, C] += the patch gradients [rows, depth] summed onto their pixels (col2im).
+// dx_b [H, W, C] += the patch gradients of both products summed onto their pixels (col2im):
+// d x = g_mean-patches + 2 x g_variance-patches, the x^2 product's chain rule per tap.
 template <typename T>
-void ScatterPatches(const Conv2DGeometry& g, const T* patches, T* x_b) {
+void ScatterPatchPair(const Conv2DGeometry& g, const T* mean_patches, const T* var_patches,
+                      const T* x_b, T* dx_b) {
   const int64_t depth = g.depth();
   g.ForEachTap([&](int64_t row, int64_t col, int64_t x_off) {
-    const T* src = patches + row * depth + col;
-    T* dst = x_b + x_off;
-    for (int64_t c = 0; c < g.in_c; ++c) dst[c] += src[c];
+    const T* mean_src = mean_patches + row * depth + col;
+    const T* var_src = var_patches + row * depth + col;
+    const T* x_src = x_b + x_off;
+    T* dst = dx_b + x_off;
+    for (int64_t c = 0; c < g.in_c; ++c) dst[c] += mean_src[c] + T(2) * x_src[c] * var_src[c];
   });
 }
 
@@ -261,7 +265,6 @@ void ConvolvePair(OpKernelContext* ctx, const Conv2DGeometry& g, const T* x,
 }
 
 // The validated (x, kernel_mean, kernel_variance) inputs and the outputs' geometry.
-template <typename T>
 Status ReadConvolvePairInputs(OpKernelContext* ctx, const Conv2DAttrs& attrs,
                               Conv2DGeometry* g) {
   TF_RETURN_IF_ERROR(g->InitFromKernel(attrs, ctx->input(0), ctx->input(1)));
@@ -278,7 +281,7 @@ class Conv2DMeanVarianceOp : public OpKernel {
 
   void Compute(OpKernelContext* ctx) override {
     Conv2DGeometry g;
-    OP_REQUIRES_OK(ctx, ReadConvolvePairInputs<T>(ctx, attrs_, &g));
+    OP_REQUIRES_OK(ctx, ReadConvolvePairInputs(ctx, attrs_, &g));
     Tensor *mean, *variance;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, g.out_shape(), &mean));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, g.out_shape(), &variance));
@@ -306,7 +309,7 @@ class Conv2DLocalReparamOp : public OpKernel {
 
   void Compute(OpKernelContext* ctx) override {
     Conv2DGeometry g;
-    OP_REQUIRES_OK(ctx, ReadConvolvePairInputs<T>(ctx, attrs_, &g));
+    OP_REQUIRES_OK(ctx, ReadConvolvePairInputs(ctx, attrs_, &g));
     const TensorShape channels({g.out_c});
     OP_REQUIRES_OK(ctx, CheckShape("bias_mean", ctx->input(3), channels));
     OP_REQUIRES_OK(ctx, CheckShape("bias_variance", ctx->input(4), channels));
@@ -443,8 +446,7 @@ class Conv2DMeanVarianceInputGradOp : public OpKernel {
     const Tensor& grad_mean = ctx->input(3);
     const Tensor& grad_variance = ctx->input(4);
     Conv2DGeometry g;
-    OP_REQUIRES_OK(ctx, g.InitFromKernel(attrs_, x, kernel_mean));
-    OP_REQUIRES_OK(ctx, CheckShape("kernel_variance", kernel_variance, kernel_mean.shape()));
+    OP_REQUIRES_OK(ctx, ReadConvolvePairInputs(ctx, attrs_, &g));
     OP_REQUIRES_OK(ctx, CheckShape("grad_mean", grad_mean, g.out_shape()));
     OP_REQUIRES_OK(ctx, CheckShape("grad_variance", grad_variance, g.out_shape()));
     Tensor* dx;
@@ -462,21 +464,17 @@ class Conv2DMeanVarianceInputGradOp : public OpKernel {
     gemm::PackB<T>(n, depth, kernel_mean.flat<T>().data(), n, true, kernels.data());
     gemm::PackB<T>(n, depth, kernel_variance.flat<T>().data(), n, true, kernels.data() + b_size);
     ParallelRange(ctx, g.batch, g.cycles_per_example(), [&](int64_t begin, int64_t end) {
-      std::vector<T> grads(gemm::PackedSizeA<T>(rows, n)), patch_grad(rows * depth),
-          var_grad(in_size);
+      std::vector<T> grads(gemm::PackedSizeA<T>(rows, n)), mean_patches(rows * depth),
+          var_patches(rows * depth);
       for (int64_t b = begin; b < end; ++b) {
-        T* dx_b = dxp + b * in_size;
         gemm::PackA<T>(rows, n, gm + b * g.out_size(), n, false, grads.data());
-        gemm::MultiplyPacked<T>(rows, depth, n, grads.data(), kernels.data(), patch_grad.data(),
-                                depth, false);
-        ScatterPatches(g, patch_grad.data(), dx_b);
+        gemm::MultiplyPacked<T>(rows, depth, n, grads.data(), kernels.data(),
+                                mean_patches.data(), depth, false);
         gemm::PackA<T>(rows, n, gv + b * g.out_size(), n, false, grads.data());
         gemm::MultiplyPacked<T>(rows, depth, n, grads.data(), kernels.data() + b_size,
-                                patch_grad.data(), depth, false);
-        std::fill(var_grad.begin(), var_grad.end(), T(0));
-        ScatterPatches(g, patch_grad.data(), var_grad.data());
-        const T* x_b = xp + b * in_size;
-        for (int64_t i = 0; i < in_size; ++i) dx_b[i] += T(2) * x_b[i] * var_grad[i];
+                                var_patches.data(), depth, false);
+        ScatterPatchPair(g, mean_patches.data(), var_patches.data(), xp + b * in_size,
+                         dxp + b * in_size);
       }
     });
   }
