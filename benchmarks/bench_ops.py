@@ -5,7 +5,10 @@ take turns in each run, in a rotating order), for the fused kernels, the composi
 graph mode (`tf.function`) and the composite path under XLA (`tf.function(jit_compile=True)`),
 forward and forward+backward (the output's sum and the gradients of every input), and the ratio
 fused / composite-graph. Cases: the dense step, the conv epilogue alone and the whole conv
-step (both convolutions, biases, epilogue) of MNF-LeNet's layers.
+step (both convolutions, biases, epilogue) of MNF-LeNet's layers. A second table times, in
+the same rotation, the dense step's matrix products alone (`tf.matmul` of ready operands: the
+two of the forward pass, the six of forward+backward) against the composite graph: the
+lowest ratio that fused element-wise work around those products can reach.
 Usage: `python benchmarks/bench_ops.py [--runs 50]`.
 """
 
@@ -78,6 +81,31 @@ def _functions(op: callable, args: list, extra: dict) -> tuple:
     return forward, forward_backward
 
 
+def _dense_products(b: int, k: int, n: int) -> tuple:
+    """The dense step's products alone: forward (x z) M and x^2 S; forward+backward adds
+    g M^T, g_var S^T, (x z)^T g and (x^2)^T g_var."""
+    rng = np.random.default_rng(1)
+    x_z, x_sq, g, g_var = (
+        tf.Variable(rng.normal(size=shape).astype(np.float32))
+        for shape in ((b, k), (b, k), (b, n), (b, n))
+    )
+    mean, variance = (tf.Variable(rng.normal(size=(k, n)).astype(np.float32)) for _ in range(2))
+
+    def forward():
+        return tf.matmul(x_z, mean), tf.matmul(x_sq, variance)
+
+    def forward_backward():
+        return (
+            *forward(),
+            tf.matmul(g, mean, transpose_b=True),
+            tf.matmul(g_var, variance, transpose_b=True),
+            tf.matmul(x_z, g, transpose_a=True),
+            tf.matmul(x_sq, g_var, transpose_a=True),
+        )
+
+    return forward, forward_backward
+
+
 def _median_ms(fns: dict, runs: int) -> dict:
     """Median milliseconds of each function; the functions take turns in every run, so that
     load from other processes shifts them alike, in an order rotated from run to run, so that
@@ -97,22 +125,33 @@ def _median_ms(fns: dict, runs: int) -> dict:
     return {label: 1e3 * float(np.median(t)) for label, t in times.items()}
 
 
-def _row(name: str, ops: dict, args: list, extra: dict, runs: int) -> str:
-    fwd, fb = (
-        _median_ms(
-            {
-                label: tf.function(_functions(op, args, extra)[mode], jit_compile=jit)
-                for label, (op, jit) in ops.items()
-            },
-            runs,
-        )
+def _row(name: str, ops: dict, args: list, extra: dict, runs: int, products=None) -> tuple:
+    """The table row of one case and, given the case's `products` (forward and
+    forward+backward functions), the row of the second table; None without them."""
+    timed = [
+        {
+            label: tf.function(_functions(op, args, extra)[mode], jit_compile=jit)
+            for label, (op, jit) in ops.items()
+        }
         for mode in (0, 1)
-    )
-    return (
+    ]
+    if products is not None:
+        for mode, fns in enumerate(timed):
+            fns["products"] = tf.function(products[mode])
+    fwd, fb = (_median_ms(fns, runs) for fns in timed)
+    row = (
         f"| {name} | {fwd['fused']:.3f} | {fwd['graph']:.3f} | {fwd['xla']:.3f} | "
         f"{fwd['fused'] / fwd['graph']:.2f} | {fb['fused']:.3f} | {fb['graph']:.3f} | "
         f"{fb['xla']:.3f} | {fb['fused'] / fb['graph']:.2f} |"
     )
+    if products is None:
+        return row, None
+    floor = (
+        f"| {name} | {fwd['products']:.3f} | {fwd['graph']:.3f} | "
+        f"{fwd['products'] / fwd['graph']:.2f} | {fb['products']:.3f} | {fb['graph']:.3f} | "
+        f"{fb['products'] / fb['graph']:.2f} |"
+    )
+    return row, floor
 
 
 def main() -> None:
@@ -136,11 +175,18 @@ def main() -> None:
         "graph": (composite.dense_local_reparam, False),
         "xla": (composite.dense_local_reparam, True),
     }
+    floors = []
     for b, k, n in DENSE_SHAPES:
-        print(
-            _row(f"dense {b}x{k}x{n}", dense_ops, _dense_args(b, k, n), {"max_std": MAX_STD}, runs),
-            flush=True,
+        row, floor = _row(
+            f"dense {b}x{k}x{n}",
+            dense_ops,
+            _dense_args(b, k, n),
+            {"max_std": MAX_STD},
+            runs,
+            products=_dense_products(b, k, n),
         )
+        print(row, flush=True)
+        floors.append(floor)
     conv_ops = {
         "fused": (fused.conv_local_reparam_epilogue, False),
         "graph": (composite.conv_local_reparam_epilogue, False),
@@ -150,7 +196,7 @@ def main() -> None:
         print(
             _row(
                 f"conv epilogue {'x'.join(map(str, shape))}", conv_ops, _conv_args(shape), {}, runs
-            ),
+            )[0],
             flush=True,
         )
     layer_ops = {
@@ -161,7 +207,12 @@ def main() -> None:
     conv = {"strides": (1, 1), "padding": "VALID", "dilations": (1, 1)}
     for shape, filters in CONV_LAYERS:
         name = f"conv step {'x'.join(map(str, shape))}->{filters}"
-        print(_row(name, layer_ops, _conv_layer_args(shape, filters), conv, runs), flush=True)
+        print(_row(name, layer_ops, _conv_layer_args(shape, filters), conv, runs)[0], flush=True)
+    print()
+    print("The dense step's matrix products alone (tf.matmul) vs the composite graph:")
+    print("| shape | fwd products | fwd graph | fwd floor | f+b products | f+b graph | f+b floor |")
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(floors))
 
 
 if __name__ == "__main__":
