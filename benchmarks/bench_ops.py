@@ -125,7 +125,9 @@ def _median_ms(fns: dict, runs: int) -> dict:
     return {label: 1e3 * float(np.median(t)) for label, t in times.items()}
 
 
-def _row(name: str, ops: dict, args: list, extra: dict, runs: int, products=None) -> tuple:
+def _row(
+    name: str, ops: dict, args: list, extra: dict, runs: int, products: tuple | None = None
+) -> tuple:
     """The table row of one case and, given the case's `products` (forward and
     forward+backward functions), the row of the second table; None without them."""
     timed = [
