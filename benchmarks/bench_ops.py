@@ -125,11 +125,10 @@ def _median_ms(fns: dict, runs: int) -> dict:
     return {label: 1e3 * float(np.median(t)) for label, t in times.items()}
 
 
-def _row(
-    name: str, ops: dict, args: list, extra: dict, runs: int, products: tuple | None = None
-) -> tuple:
-    """The table row of one case and, given the case's `products` (forward and
-    forward+backward functions), the row of the second table; None without them."""
+def _times(ops: dict, args: list, extra: dict, runs: int, products: tuple = ()) -> tuple:
+    """Median ms of each path of one case, forward and forward+backward, timed in one
+    rotation with the case's `products` (its forward and forward+backward functions), if any,
+    under the label "products"."""
     timed = [
         {
             label: tf.function(_functions(op, args, extra)[mode], jit_compile=jit)
@@ -137,23 +136,27 @@ def _row(
         }
         for mode in (0, 1)
     ]
-    if products is not None:
-        for mode, fns in enumerate(timed):
-            fns["products"] = tf.function(products[mode])
-    fwd, fb = (_median_ms(fns, runs) for fns in timed)
-    row = (
+    for fns, fn in zip(timed, products, strict=False):
+        fns["products"] = tf.function(fn)
+    return tuple(_median_ms(fns, runs) for fns in timed)
+
+
+def _row(name: str, fwd: dict, fb: dict) -> str:
+    """The first table's row of one case."""
+    return (
         f"| {name} | {fwd['fused']:.3f} | {fwd['graph']:.3f} | {fwd['xla']:.3f} | "
         f"{fwd['fused'] / fwd['graph']:.2f} | {fb['fused']:.3f} | {fb['graph']:.3f} | "
         f"{fb['xla']:.3f} | {fb['fused'] / fb['graph']:.2f} |"
     )
-    if products is None:
-        return row, None
-    floor = (
+
+
+def _floor_row(name: str, fwd: dict, fb: dict) -> str:
+    """The second table's row of one dense case: its products alone vs the composite graph."""
+    return (
         f"| {name} | {fwd['products']:.3f} | {fwd['graph']:.3f} | "
         f"{fwd['products'] / fwd['graph']:.2f} | {fb['products']:.3f} | {fb['graph']:.3f} | "
         f"{fb['products'] / fb['graph']:.2f} |"
     )
-    return row, floor
 
 
 def main() -> None:
@@ -179,28 +182,24 @@ def main() -> None:
     }
     floors = []
     for b, k, n in DENSE_SHAPES:
-        row, floor = _row(
-            f"dense {b}x{k}x{n}",
+        name = f"dense {b}x{k}x{n}"
+        times = _times(
             dense_ops,
             _dense_args(b, k, n),
             {"max_std": MAX_STD},
             runs,
             products=_dense_products(b, k, n),
         )
-        print(row, flush=True)
-        floors.append(floor)
+        print(_row(name, *times), flush=True)
+        floors.append(_floor_row(name, *times))
     conv_ops = {
         "fused": (fused.conv_local_reparam_epilogue, False),
         "graph": (composite.conv_local_reparam_epilogue, False),
         "xla": (composite.conv_local_reparam_epilogue, True),
     }
     for shape in CONV_SHAPES:
-        print(
-            _row(
-                f"conv epilogue {'x'.join(map(str, shape))}", conv_ops, _conv_args(shape), {}, runs
-            )[0],
-            flush=True,
-        )
+        name = f"conv epilogue {'x'.join(map(str, shape))}"
+        print(_row(name, *_times(conv_ops, _conv_args(shape), {}, runs)), flush=True)
     layer_ops = {
         "fused": (fused.conv_local_reparam, False),
         "graph": (composite.conv_local_reparam, False),
@@ -209,7 +208,8 @@ def main() -> None:
     conv = {"strides": (1, 1), "padding": "VALID", "dilations": (1, 1)}
     for shape, filters in CONV_LAYERS:
         name = f"conv step {'x'.join(map(str, shape))}->{filters}"
-        print(_row(name, layer_ops, _conv_layer_args(shape, filters), conv, runs)[0], flush=True)
+        times = _times(layer_ops, _conv_layer_args(shape, filters), conv, runs)
+        print(_row(name, *times), flush=True)
     print()
     print("The dense step's matrix products alone (tf.matmul) vs the composite graph:")
     print("| shape | fwd products | fwd graph | fwd floor | f+b products | f+b graph | f+b floor |")
