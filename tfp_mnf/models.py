@@ -1,9 +1,15 @@
-"""Ready-made networks: LeNet (plain, MNF, tfp.layers peers) and an MNF MLP.
+"""Ready-made networks: LeNet (plain, MNF, tfp.layers peers, baselines) and an MNF MLP.
 
 Each function returns an uncompiled `tf_keras.Sequential` that outputs logits (or
 regression outputs); compile it with a `from_logits=True` loss and call `fit`. The
 Bayesian variants add their KL terms, scaled by `kl_scale` (usually 1 / number of training
 examples), to `model.losses`.
+
+The two cheap uncertainty baselines, `MCDropoutLeNet` (Gal & Ghahramani 2016,
+arXiv:1506.02142) and `DeepEnsembleLeNet` (Lakshminarayanan et al. 2017, arXiv:1612.01474),
+are stochastic at prediction time like the Bayesian models, so
+`tfp_mnf.evaluate.predictive_samples(model, x, num_samples)` samples all of them the same
+way.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
@@ -26,16 +34,20 @@ def _lenet(
     hidden_units: int,
     kernel_size: int,
     name: str,
+    before_dense: Callable[[], tf_keras.layers.Layer] | None = None,
 ) -> tf_keras.Sequential:
-    """LeNet-5 style: [conv 5x5 -> relu -> maxpool 2] x 2 -> dense relu -> dense logits."""
+    """LeNet-5 style: [conv 5x5 -> relu -> maxpool 2] x 2 -> dense relu -> dense logits.
+
+    `before_dense`, when given, makes a layer (e.g. dropout) placed before each dense layer.
+    """
     model = [tf_keras.Input(shape=tuple(input_shape))]
     for n in filters:
         model += [conv(n, kernel_size, activation="relu"), tf_keras.layers.MaxPooling2D(2)]
-    model += [
-        tf_keras.layers.Flatten(),
-        dense(hidden_units, activation="relu"),
-        dense(num_classes),
-    ]
+    model.append(tf_keras.layers.Flatten())
+    for units, activation in ((hidden_units, "relu"), (num_classes, None)):
+        if before_dense is not None:
+            model.append(before_dense())
+        model.append(dense(units, activation=activation))
     return tf_keras.Sequential(model, name=name)
 
 
@@ -113,6 +125,9 @@ def _tfp_lenet(
     input_shape: Sequence[int],
     num_classes: int,
     kl_scale: float,
+    filters: Sequence[int],
+    hidden_units: int,
+    kernel_size: int,
     name: str,
 ) -> tf_keras.Sequential:
     def divergence(q: Any, p: Any, _: Any) -> Any:
@@ -123,39 +138,258 @@ def _tfp_lenet(
         lambda n, **kw: dense(n, kernel_divergence_fn=divergence, **kw),
         input_shape,
         num_classes,
-        (20, 50),
-        500,
-        5,
+        filters,
+        hidden_units,
+        kernel_size,
         name,
     )
 
 
 def FlipoutLeNet(  # noqa: N802
-    input_shape: Sequence[int] = (28, 28, 1), num_classes: int = 10, kl_scale: float = 1.0
+    input_shape: Sequence[int] = (28, 28, 1),
+    num_classes: int = 10,
+    kl_scale: float = 1.0,
+    filters: Sequence[int] = (20, 50),
+    hidden_units: int = 500,
+    kernel_size: int = 5,
 ) -> tf_keras.Sequential:
-    """The tfp.layers peer: LeNet 20-50-500-10 of `Convolution2DFlipout` / `DenseFlipout`."""
+    """The tfp.layers peer: LeNet 20-50-500-10 of `Convolution2DFlipout` / `DenseFlipout`.
+
+    Args:
+      input_shape: image shape, channels last.
+      num_classes: number of logits.
+      kl_scale: factor of every layer's KL, usually 1 / number of training examples.
+      filters: the two conv layers' filters.
+      hidden_units: the hidden dense layer's units.
+      kernel_size: the conv kernel size.
+
+    Returns:
+      An uncompiled `tf_keras.Sequential` returning logits.
+    """
     return _tfp_lenet(
         tfp.layers.Convolution2DFlipout,
         tfp.layers.DenseFlipout,
         input_shape,
         num_classes,
         kl_scale,
+        filters,
+        hidden_units,
+        kernel_size,
         "flipout_lenet",
     )
 
 
 def ReparameterizationLeNet(  # noqa: N802
-    input_shape: Sequence[int] = (28, 28, 1), num_classes: int = 10, kl_scale: float = 1.0
+    input_shape: Sequence[int] = (28, 28, 1),
+    num_classes: int = 10,
+    kl_scale: float = 1.0,
+    filters: Sequence[int] = (20, 50),
+    hidden_units: int = 500,
+    kernel_size: int = 5,
 ) -> tf_keras.Sequential:
-    """LeNet 20-50-500-10 of `Convolution2DReparameterization` / `DenseReparameterization`."""
+    """LeNet 20-50-500-10 of `Convolution2DReparameterization` / `DenseReparameterization`.
+
+    Args:
+      input_shape: image shape, channels last.
+      num_classes: number of logits.
+      kl_scale: factor of every layer's KL, usually 1 / number of training examples.
+      filters: the two conv layers' filters.
+      hidden_units: the hidden dense layer's units.
+      kernel_size: the conv kernel size.
+
+    Returns:
+      An uncompiled `tf_keras.Sequential` returning logits.
+    """
     return _tfp_lenet(
         tfp.layers.Convolution2DReparameterization,
         tfp.layers.DenseReparameterization,
         input_shape,
         num_classes,
         kl_scale,
+        filters,
+        hidden_units,
+        kernel_size,
         "reparameterization_lenet",
     )
+
+
+@tf_keras.saving.register_keras_serializable(package="tfp_mnf")
+class MCDropout(tf_keras.layers.Dropout):
+    """Dropout that stays on at prediction time: Monte Carlo dropout (Gal & Ghahramani 2016).
+
+    Same arguments as `tf_keras.layers.Dropout`; `call` ignores `training` and always drops,
+    so `model(x, training=False)`, `model.predict` and `predict_on_batch` draw a fresh mask
+    per call (one independent mask per row of the batch).
+    """
+
+    def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        del training  # always on
+        return super().call(inputs, training=True)
+
+
+def MCDropoutLeNet(  # noqa: N802
+    input_shape: Sequence[int] = (28, 28, 1),
+    num_classes: int = 10,
+    filters: Sequence[int] = (20, 50),
+    hidden_units: int = 500,
+    kernel_size: int = 5,
+    dropout_rate: float = 0.5,
+    seed: int | None = None,
+) -> tf_keras.Sequential:
+    """MC-dropout LeNet 20-50-500-10: `MCDropout(dropout_rate)` before each dense layer.
+
+    The dropout stays on at prediction time, so every forward pass is one sample of the
+    dropout posterior (Gal & Ghahramani 2016, arXiv:1506.02142).
+
+    Args:
+      input_shape: image shape, channels last.
+      num_classes: number of logits.
+      filters: the two conv layers' filters.
+      hidden_units: the hidden dense layer's units.
+      kernel_size: the conv kernel size.
+      dropout_rate: fraction of the dense layers' inputs dropped, in [0, 1).
+      seed: base seed of the dropout layers (each gets its own derived seed).
+
+    Returns:
+      An uncompiled `tf_keras.Sequential` returning logits.
+
+    Raises:
+      ValueError: if `dropout_rate` is not in [0, 1).
+    """
+    if isinstance(dropout_rate, bool) or not 0.0 <= dropout_rate < 1.0:
+        raise ValueError(f"`dropout_rate` must lie in [0, 1), got {dropout_rate!r}.")
+    layer_seeds = iter(range(2)) if seed is None else iter(range(seed, seed + 2))
+
+    def dropout() -> tf_keras.layers.Layer:
+        layer_seed = next(layer_seeds)
+        return MCDropout(dropout_rate, seed=None if seed is None else layer_seed)
+
+    return _lenet(
+        tf_keras.layers.Conv2D,
+        tf_keras.layers.Dense,
+        input_shape,
+        num_classes,
+        filters,
+        hidden_units,
+        kernel_size,
+        "mc_dropout_lenet",
+        before_dense=dropout,
+    )
+
+
+@tf_keras.saving.register_keras_serializable(package="tfp_mnf")
+class DeepEnsembleLeNet(tf_keras.Model):
+    """A deep ensemble of `num_members` plain LeNets (Lakshminarayanan et al. 2017).
+
+    The ensemble's predictive is the uniform mixture of its members. Each call returns, for
+    every row of the batch, the logits of one member drawn uniformly at random for that row,
+    so each row is one sample of the mixture: `tfp_mnf.evaluate.predictive_samples(model, x,
+    num_samples)` samples the ensemble like a Bayesian model, whether the samples are separate
+    calls or rows of one tiled batch. A call evaluates every member on the whole batch
+    (`num_members` times a plain LeNet's cost) and picks the rows. `member_logits(x)` gives
+    the members' logits themselves, the exact mixture.
+
+    Train the members independently, the usual recipe: `fit` each of `model.members` (plain
+    `tf_keras.Sequential` LeNets) on the full data. `model.fit` itself trains every member on
+    the random rows it is drawn for.
+
+    Args:
+      num_members: number of LeNets, >= 1.
+      input_shape: image shape, channels last.
+      num_classes: number of logits.
+      filters: the two conv layers' filters of each member.
+      hidden_units: the hidden dense layer's units of each member.
+      kernel_size: the conv kernel size of each member.
+      seed: seed of the per-row member draw; None draws from the global seed.
+      **kwargs: `tf_keras.Model` arguments (`name`, `trainable`).
+    """
+
+    def __init__(
+        self,
+        num_members: int = 5,
+        input_shape: Sequence[int] = (28, 28, 1),
+        num_classes: int = 10,
+        filters: Sequence[int] = (20, 50),
+        hidden_units: int = 500,
+        kernel_size: int = 5,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(num_members, bool) or not isinstance(num_members, int) or num_members < 1:
+            raise ValueError(f"`num_members` must be an integer >= 1, got {num_members!r}.")
+        kwargs.setdefault("name", "deep_ensemble_lenet")
+        super().__init__(**kwargs)
+        self.num_members = num_members
+        self.image_shape = tuple(input_shape)
+        self.num_classes = num_classes
+        self.filters = tuple(filters)
+        self.hidden_units = hidden_units
+        self.kernel_size = kernel_size
+        self.seed = seed
+        self.members = [
+            _lenet(
+                tf_keras.layers.Conv2D,
+                tf_keras.layers.Dense,
+                self.image_shape,
+                num_classes,
+                self.filters,
+                hidden_units,
+                kernel_size,
+                f"lenet_member_{k}",
+            )
+            for k in range(num_members)
+        ]
+
+    def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        """Logits `[B, num_classes]`, row i from a member drawn at random for row i."""
+        logits = tf.stack([member(inputs, training=training) for member in self.members], 1)
+        member = tf.random.uniform(
+            tf.shape(inputs)[:1], maxval=self.num_members, dtype=tf.int32, seed=self.seed
+        )
+        return tf.gather(logits, member, axis=1, batch_dims=1)
+
+    def member_logits(self, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
+        """Every member's logits on `x`: the ensemble's mixture components, exactly.
+
+        Args:
+          x: images `[N, *input_shape]`, N >= 1.
+          batch_size: images per forward pass, >= 1.
+
+        Returns:
+          float32 array `[num_members, N, num_classes]`.
+
+        Raises:
+          ValueError: if `x` holds no image or `batch_size` is not an integer >= 1.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be an integer >= 1, got {batch_size!r}.")
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim < 1 or x.shape[0] == 0:
+            raise ValueError(f"`x` must hold at least one image, got shape {x.shape}.")
+        return np.stack(
+            [
+                np.concatenate(
+                    [
+                        member.predict_on_batch(x[start : start + batch_size])
+                        for start in range(0, x.shape[0], batch_size)
+                    ]
+                )
+                for member in self.members
+            ]
+        ).astype(np.float32)
+
+    def get_config(self) -> dict:
+        return {
+            "num_members": self.num_members,
+            "input_shape": self.image_shape,
+            "num_classes": self.num_classes,
+            "filters": self.filters,
+            "hidden_units": self.hidden_units,
+            "kernel_size": self.kernel_size,
+            "seed": self.seed,
+            "name": self.name,
+            "trainable": self.trainable,
+        }
 
 
 def MNFMLP(  # noqa: N802
