@@ -343,3 +343,18 @@ def rotate_images(image: np.ndarray, angles_deg: np.ndarray) -> np.ndarray:
         )
         out.append(value)
     return np.stack(out).astype(np.float32)
+
+
+def brier_score(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Multi-class Brier score: mean over examples of sum_c (p_c - 1[c = y])^2 (Brier, 1950).
+
+    Args:
+      probs: predictive probabilities `[N, C]`.
+      labels: integer labels `[N]`.
+
+    Returns:
+      The score, in [0, 2]: 0 for confident correct predictions.
+    """
+    probs, labels = _check_probs_labels(probs, labels)
+    one_hot = np.eye(probs.shape[1])[labels]
+    return float(np.mean(np.sum((probs - one_hot) ** 2, axis=-1)))
