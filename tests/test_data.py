@@ -115,6 +115,13 @@ def test_fashion_mnist_default_dir(monkeypatch, tmp_path, idx_arrays):
     assert x.shape == (6, 5, 4, 1) and y.shape == (6,)
 
 
+def test_fashion_mnist_missing_default_dir(monkeypatch, tmp_path):
+    missing = str(tmp_path / "no-fashion")
+    monkeypatch.setattr(data, "FASHION_MNIST_DIR", missing)
+    with pytest.raises(FileNotFoundError, match=r"no-fashion \(install Debian's dataset-fashion"):
+        data.load_image_dataset("fashion_mnist", "train")
+
+
 def test_digits_images():
     (x_train, y_train), (x_test, y_test) = data.load_digits_images(test_fraction=0.25, seed=1)
     assert x_train.shape[1:] == (8, 8, 1) and x_test.shape[1:] == (8, 8, 1)

@@ -135,6 +135,10 @@ def load_image_dataset(
 
     Returns:
       (images float32 `[N, 28, 28, 1]` in [0, 1], labels int64 `[N]`).
+
+    Raises:
+      FileNotFoundError: if the folder or one of its IDX files is missing (the message names
+        the path).
     """
     if name not in DATASETS:
         raise ValueError(f"`name` must be one of {DATASETS}, got {name!r}.")
@@ -142,6 +146,11 @@ def load_image_dataset(
         raise ValueError(f"`split` must be one of {sorted(_SPLIT_PREFIX)}, got {split!r}.")
     if data_dir is None:
         if name == "fashion_mnist":
+            if not os.path.isdir(FASHION_MNIST_DIR):
+                raise FileNotFoundError(
+                    f"Fashion-MNIST folder not found: {FASHION_MNIST_DIR} (install Debian's "
+                    "dataset-fashion-mnist package, or pass `data_dir`)."
+                )
             data_dir = FASHION_MNIST_DIR
         elif name == "mnist":
             return _keras_mnist(split)
