@@ -5,11 +5,14 @@ with the compile and link flags of `tf.sysconfig` (C++17, -D_GLIBCXX_USE_CXX11_A
 `nvcc` is on the PATH and TensorFlow is a CUDA build, the CUDA kernels (`csrc/cuda/*.cu.cc`)
 are compiled with nvcc and linked in (CUDA runtime linked statically, so the library still
 loads on machines without a GPU); otherwise they are skipped with a message. The TensorFlow
-version and whether CUDA kernels are in are written to `_mnf_ops.json` next to the library,
-so that a stale library is detected at import. Set TFP_MNF_CXXFLAGS to override `-O3
--march=native` (e.g. for portable wheels).
+version, whether CUDA kernels are in, a digest of the sources, the build flags, the op names
+and the instruction-set features the compiler assumed are written to `_mnf_ops.json` next to
+the library (`tfp_mnf/ops/build_info.py`), so that a stale library, or one built for another
+CPU, is detected at import. Set TFP_MNF_CXXFLAGS to override `-O3 -march=native` (e.g.
+`-O3 -march=x86-64-v2` for a library that loads on any x86-64 CPU of the last decade).
 """
 
+import importlib.util
 import json
 import os
 import shlex
@@ -28,6 +31,16 @@ CSRC = ROOT / "csrc"
 OPS_LIBRARY = "tfp_mnf.ops._mnf_ops"
 CUDA_ARCHS = ["sm_75", "sm_80", "sm_90"]
 CUDA_HOME = Path(os.environ.get("CUDA_HOME", "/usr/local/cuda"))
+
+
+def _load_build_info() -> object:
+    """tfp_mnf/ops/build_info.py, loaded by path (it needs only the standard library)."""
+    spec = importlib.util.spec_from_file_location(
+        "tfp_mnf_build_info", ROOT / "tfp_mnf" / "ops" / "build_info.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _run(cmd: list[str]) -> None:
@@ -95,9 +108,16 @@ class BuildOps(build_ext):
                     *cuda_libs,
                 ]
             )
-        target.with_suffix(".json").write_text(
-            json.dumps({"tf_version": tf.__version__, "cuda": bool(cuda)})
-        )
+        build_info = _load_build_info()
+        metadata = {
+            "tf_version": tf.__version__,
+            "cuda": bool(cuda),
+            "sources_digest": build_info.sources_digest(CSRC),
+            "build_flags": cflags,
+            "ops": build_info.registered_ops(CSRC),
+            "isa_features": build_info.compiler_isa_features(cxx, cflags),
+        }
+        target.with_suffix(".json").write_text(json.dumps(metadata, indent=1))
         print(f"tfp_mnf: built {target} in {time.perf_counter() - start:.1f} s", flush=True)
 
     @staticmethod

@@ -1,3 +1,34 @@
-"""tfp_mnf: Multiplicative Normalizing Flows (Louizos & Welling, 2017) for TFP users."""
+"""tfp_mnf: Multiplicative Normalizing Flows (Louizos & Welling, 2017) for TFP users.
+
+Like `import tensorflow_probability as tfp`, a bare `import tfp_mnf` reaches every public
+module: `tfp_mnf.layers`, `tfp_mnf.models`, `tfp_mnf.evaluate`, `tfp_mnf.bijectors`,
+`tfp_mnf.ops`, `tfp_mnf.data`, `tfp_mnf.plotting`. Each is imported on first access, so
+`import tfp_mnf` itself is cheap and matplotlib is imported only when `tfp_mnf.plotting` is.
+"""
+
+import importlib
+from types import ModuleType
 
 __version__ = "0.1.0"
+
+_SUBMODULES = (
+    "bijectors",
+    "data",
+    "distributions",
+    "evaluate",
+    "layers",
+    "models",
+    "ops",
+    "plotting",
+    "posterior",
+)
+
+
+def __getattr__(name: str) -> ModuleType:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_SUBMODULES])

@@ -91,7 +91,7 @@ class ConvMNF(MNFLayer):
         return (*self.kernel_size, channels, self.filters), -1, self.filters
 
     def _conv(self, inputs: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
-        return tf.nn.convolution(
+        return ops.convolution(
             inputs,
             kernel,
             strides=self.strides,

@@ -3,10 +3,12 @@
 `dense_local_reparam` (and `dense_local_reparam_from_variance`), `conv_local_reparam` (and
 its parts `conv_mean_variance`, `conv_local_reparam_epilogue`), `kernel_moments` and
 `stateless_normal` dispatch to the fused kernels of `csrc/` or to the pure-TensorFlow
-`composite` path (see `dispatch`).
+`composite` path (see `dispatch`). `convolution` is `tf.nn.convolution`, correct for empty
+batches on every CPU.
 """
 
-from tfp_mnf.ops.composite import KernelMoments, clip_log_std
+from tfp_mnf.ops._library import describe as describe_library
+from tfp_mnf.ops.composite import KernelMoments, clip_log_std, convolution
 from tfp_mnf.ops.dispatch import (
     conv_local_reparam,
     conv_local_reparam_epilogue,
@@ -25,6 +27,8 @@ __all__ = [
     "conv_local_reparam",
     "conv_local_reparam_epilogue",
     "conv_mean_variance",
+    "convolution",
+    "describe_library",
     "dense_local_reparam",
     "dense_local_reparam_from_variance",
     "force_composite",

@@ -212,8 +212,62 @@ def conv_mean_variance(
       `(mean, variance)`, each `[B, *out_spatial, C_out]`.
     """
     conv = dict(strides=strides, padding=padding, dilations=dilations)
-    mean = tf.nn.convolution(x, kernel_mean, **conv)
-    return mean, tf.nn.convolution(tf.square(x), kernel_variance, **conv)
+    mean = convolution(x, kernel_mean, **conv)
+    return mean, convolution(tf.square(x), kernel_variance, **conv)
+
+
+_CHANNELS_LAST = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
+
+
+def convolution(
+    x: tf.Tensor,
+    kernel: tf.Tensor,
+    strides: tuple[int, ...],
+    padding: str,
+    dilations: tuple[int, ...],
+) -> tf.Tensor:
+    """`tf.nn.convolution(x, kernel, ...)` that is correct for an empty batch on every kernel.
+
+    TensorFlow's oneDNN CPU convolution returns a wrong output shape for a zero-size batch on
+    some CPUs (`[0, 6, 6, 3]` for 3 input and 4 output channels on AVX-512). An empty batch is
+    therefore convolved as one zero example and sliced back to zero rows, so that its shape
+    and its (zero) gradients come from a non-empty convolution. A batch that is statically
+    non-empty takes `tf.nn.convolution` alone; one of unknown size (only while tracing) picks
+    either with `tf.cond`.
+
+    Args:
+      x: `[B, *spatial, C_in]` channels-last inputs.
+      kernel: `[*kernel_size, C_in, C_out]` filters.
+      strides: one stride per spatial dimension.
+      padding: "SAME" or "VALID".
+      dilations: one dilation rate per spatial dimension.
+
+    Returns:
+      `[B, *out_spatial, C_out]`.
+    """
+
+    # An explicit channels-last data format: without it the eager gradient of a 3-D
+    # convolution fails in TF 2.21 (its Conv3D op reports no data_format attribute).
+    data_format = _CHANNELS_LAST[len(strides)]
+
+    def convolve(inputs: tf.Tensor) -> tf.Tensor:
+        return tf.nn.convolution(
+            inputs,
+            kernel,
+            strides=strides,
+            padding=padding,
+            dilations=dilations,
+            data_format=data_format,
+        )
+
+    def convolve_empty() -> tf.Tensor:
+        one = tf.zeros(tf.concat([[1], tf.shape(x)[1:]], axis=0), x.dtype)
+        return convolve(tf.concat([x, one], axis=0))[:0]
+
+    batch = x.shape[0]
+    if batch is None:
+        return tf.cond(tf.shape(x)[0] > 0, lambda: convolve(x), convolve_empty)
+    return convolve(x) if batch > 0 else convolve_empty()
 
 
 def conv_local_reparam(
