@@ -5,9 +5,11 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_probability as tfp
 import tf_keras
 
-from tfp_mnf import evaluate, plotting
+from tfp_mnf import evaluate, models, plotting
+from tfp_mnf.layers import DenseMNF, posterior_mean
 
 
 def _one_hot(labels, num_classes):
@@ -193,18 +195,47 @@ class _NoisyLogits(tf_keras.Model):
         return logits + self.noise_scale * tf.random.normal(tf.shape(logits))
 
 
+def _small_mnf(seed=1):
+    """A 4 -> 3 MNF layer with visible posterior noise (log-std -1, z log-variance -2)."""
+    return tf_keras.Sequential(
+        [
+            tf_keras.Input((4,)),
+            DenseMNF(3, kernel_log_std_init=-1.0, z_log_var_init=-2.0, seed=seed),
+        ]
+    )
+
+
+class _RowRecorder(tf_keras.Model):
+    """Wraps a model; counts its forward passes and records the largest batch it saw."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.max_rows = tf.Variable(0, trainable=False)
+        self.passes = tf.Variable(0, trainable=False)
+
+    def call(self, inputs, training=None):
+        self.max_rows.assign(tf.maximum(self.max_rows, tf.shape(inputs)[0]))
+        self.passes.assign_add(1)
+        return self.inner(inputs, training=training)
+
+
 class TestPredictiveSamples:
     def test_shapes_batches_and_fresh_noise(self):
         model = _NoisyLogits(noise_scale=1.0)
         x = np.random.default_rng(0).normal(size=(7, 2, 2, 1)).astype(np.float32)
-        samples = evaluate.predictive_samples(model, x, num_samples=4, batch_size=3)
-        assert samples.shape == (4, 7, 3)
+        for vectorize in (False, True):
+            samples = evaluate.predictive_samples(
+                model, x, num_samples=4, batch_size=3, vectorize=vectorize
+            )
+            assert samples.shape == (4, 7, 3)
+            assert samples.dtype == np.float32
+            # Fresh noise per sample: no two samples of an example agree.
+            assert np.all(np.abs(samples[0] - samples[1]) > 0)
+            # The noise-free part is recovered on average (noise std 1 / sqrt(4) per mean).
+            clean = model.dense(x.reshape(7, 4)).numpy()
+            assert np.abs(samples.mean(axis=0) - clean).max() < 3.0
         assert set(model.training_flags) == {False}
-        # Fresh noise per pass: no two samples of an example agree.
-        assert np.all(np.abs(samples[0] - samples[1]) > 0)
-        # The noise-free part is recovered on average (noise std 1 / sqrt(4) per mean).
-        clean = model.dense(x.reshape(7, 4)).numpy()
-        assert np.abs(samples.mean(axis=0) - clean).max() < 3.0
 
     def test_deterministic_model_and_probs(self):
         model = _NoisyLogits(noise_scale=0.0)
@@ -215,10 +246,138 @@ class TestPredictiveSamples:
         np.testing.assert_allclose(probs[0], probs[1])
         np.testing.assert_allclose(probs, 1 / 3, rtol=1e-6)  # equal logits
 
-    @pytest.mark.parametrize("kwargs", [{"num_samples": 0}, {"batch_size": 0}])
-    def test_rejects_bad_counts(self, kwargs):
-        with pytest.raises(ValueError, match=next(iter(kwargs))):
+    @pytest.mark.parametrize("vectorize", [None, True])
+    def test_deterministic_model_gives_identical_rows(self, vectorize):
+        model = tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Dense(3)])
+        x = np.random.default_rng(1).normal(size=(9, 4)).astype(np.float32)
+        samples = evaluate.predictive_samples(
+            model, x, num_samples=6, batch_size=8, vectorize=vectorize
+        )
+        assert samples.shape == (6, 9, 3)
+        expected = model(x).numpy()
+        for sample in samples:
+            np.testing.assert_allclose(sample, expected, rtol=1e-6, atol=1e-6)
+
+    @pytest.mark.parametrize(
+        ("num_samples", "batch_size", "max_rows", "passes"),
+        [
+            (4, 10, 8, 4),  # 2 examples of 4 samples per pass: chunks 2, 2, 2, 1
+            (3, 7, 6, 4),  # 7 // 3 = 2 examples per pass, 6 rows
+            (5, 3, 3, 14),  # samples split 3 + 2: one example per pass, 7 + 7 passes
+            (10, 10, 10, 7),  # one example of all 10 samples per pass
+            (1, 3, 3, 3),  # one sample: passes of up to 3 examples
+        ],
+    )
+    def test_vectorized_shapes_and_rows_per_pass(self, num_samples, batch_size, max_rows, passes):
+        tf_keras.utils.set_random_seed(0)
+        model = _RowRecorder(_small_mnf())
+        x = np.random.default_rng(2).normal(size=(7, 4)).astype(np.float32)
+        samples = evaluate.predictive_samples(model, x, num_samples, batch_size)
+        assert samples.shape == (num_samples, 7, 3)
+        assert samples.dtype == np.float32
+        assert int(model.max_rows.numpy()) == max_rows <= batch_size
+        assert int(model.passes.numpy()) == passes
+
+    def test_separate_calls_respect_batch_size(self):
+        model = _RowRecorder(_small_mnf())
+        x = np.random.default_rng(3).normal(size=(7, 4)).astype(np.float32)
+        samples = evaluate.predictive_samples(model, x, 4, batch_size=3, vectorize=False)
+        assert samples.shape == (4, 7, 3)
+        assert int(model.max_rows.numpy()) == 3
+        assert int(model.passes.numpy()) == 4 * 3  # ceil(7 / 3) passes per sample
+
+    def test_vectorized_rows_are_distinct_samples_with_the_separate_statistics(self):
+        tf_keras.utils.set_random_seed(0)
+        model = _small_mnf()
+        x = np.random.default_rng(4).normal(size=(3, 4)).astype(np.float32)
+        num_samples = 200
+        tiled = evaluate.predictive_samples(model, x, num_samples, batch_size=500)
+        separate = evaluate.predictive_samples(model, x, num_samples, vectorize=False)
+        # Every sample of an example differs from every other.
+        for example in range(3):
+            values = tiled[:, example, 0]
+            assert np.unique(values).size == num_samples
+        # Same mean within Monte Carlo error, and the same spread.
+        standard_error = np.sqrt((tiled.var(axis=0) + separate.var(axis=0)) / num_samples)
+        assert np.all(np.abs(tiled.mean(axis=0) - separate.mean(axis=0)) < 5 * standard_error)
+        ratio = tiled.var(axis=0) / separate.var(axis=0)
+        assert np.all((ratio > 0.5) & (ratio < 2.0)), ratio
+        # The noise is not negligible: the samples spread around their mean.
+        assert np.all(np.sqrt(separate.var(axis=0)) > 0.05)
+
+    def test_posterior_mean_gives_identical_rows_then_sampling_resumes(self):
+        model = _small_mnf()
+        x = np.random.default_rng(5).normal(size=(5, 4)).astype(np.float32)
+        evaluate.predictive_samples(model, x, 3)  # the predict function exists before
+        with posterior_mean(model):
+            samples = evaluate.predictive_samples(model, x, 3)
+            expected = model(x).numpy()
+        for sample in samples:
+            np.testing.assert_allclose(sample, expected, rtol=1e-5, atol=1e-6)
+        after = evaluate.predictive_samples(model, x, 3)
+        assert np.all(np.abs(after[0] - after[1]) > 0)
+
+    def test_plain_callable(self):
+        model = _small_mnf()
+        seen = []
+
+        def forward(rows, training=None):
+            seen.append(int(rows.shape[0]))
+            return model(rows, training=training)
+
+        x = np.random.default_rng(6).normal(size=(5, 4)).astype(np.float32)
+        assert not evaluate.samples_per_row(forward)
+        samples = evaluate.predictive_samples(forward, x, 4, batch_size=8, vectorize=True)
+        assert samples.shape == (4, 5, 3)
+        assert seen == [8, 8, 4]
+        assert np.unique(samples[:, 0, 0]).size == 4
+
+    def test_default_per_model_kind(self):
+        small = dict(input_shape=(16, 16, 1))
+        assert evaluate.samples_per_row(models.MNFLeNet(**small, seed=0))
+        assert evaluate.samples_per_row(models.MNFMLP(3))
+        assert evaluate.samples_per_row(models.MCDropoutLeNet(**small))
+        assert evaluate.samples_per_row(models.DeepEnsembleLeNet(2, **small))
+        assert evaluate.samples_per_row(_RowRecorder(_small_mnf()))  # a layer inside
+        # One kernel sample per call, shared by the rows (Flipout: up to random signs).
+        assert not evaluate.samples_per_row(models.FlipoutLeNet(**small))
+        assert not evaluate.samples_per_row(models.ReparameterizationLeNet(**small))
+        mixed = tf_keras.Sequential(
+            [tf_keras.Input((4,)), DenseMNF(3), tfp.layers.DenseReparameterization(2)]
+        )
+        assert not evaluate.samples_per_row(mixed)
+        # Nothing known to sample per row.
+        assert not evaluate.samples_per_row(models.LeNet(**small))
+        assert not evaluate.samples_per_row(_NoisyLogits(1.0))
+        shared_mask = tf_keras.Sequential(
+            [tf_keras.Input((4,)), models.MCDropout(0.5, noise_shape=(1, 4))]
+        )
+        assert not evaluate.samples_per_row(shared_mask)
+
+    @pytest.mark.parametrize(
+        ("kwargs", "error"),
+        [
+            ({"num_samples": 0}, ValueError),
+            ({"num_samples": 2.0}, ValueError),
+            ({"batch_size": 0}, ValueError),
+            ({"batch_size": True}, ValueError),
+            ({"vectorize": "yes"}, TypeError),
+            ({"vectorize": 1}, TypeError),
+        ],
+    )
+    def test_rejects_bad_arguments(self, kwargs, error):
+        with pytest.raises(error, match=next(iter(kwargs))):
             evaluate.predictive_samples(_NoisyLogits(0.0), np.ones((2, 4)), **kwargs)
+
+    def test_rejects_empty_inputs_and_row_mismatch(self):
+        with pytest.raises(ValueError, match="`x`"):
+            evaluate.predictive_samples(_NoisyLogits(0.0), np.ones((0, 4)))
+
+        def pooled(rows, training=None):
+            return tf.reduce_mean(rows, axis=0, keepdims=True)
+
+        with pytest.raises(ValueError, match="one output row per input row"):
+            evaluate.predictive_samples(pooled, np.ones((3, 4)), 2, vectorize=True)
 
     def test_softmax_is_stable(self):
         probs = evaluate.softmax(np.array([[1000.0, 0.0, -1000.0]]))

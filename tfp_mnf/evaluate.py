@@ -18,7 +18,11 @@ from statistics import NormalDist
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_probability as tfp
 import tf_keras
+
+from tfp_mnf import models
+from tfp_mnf.layers import MNFLayer
 
 
 def _check_positive_int(value: int, name: str) -> None:
@@ -57,40 +61,134 @@ def _safe_log(x: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(x, np.finfo(np.float64).tiny))
 
 
+# Layers whose every row is an independent posterior sample: an MNF layer draws one z per
+# row and one eps per output element, `MCDropout` one mask per row (when it has no
+# `noise_shape` that could share it), a deep ensemble one member per row.
+_PER_ROW_SAMPLERS = (MNFLayer, models.MCDropout, models.DeepEnsembleLeNet)
+# tfp.layers that draw one kernel sample per call, shared by every row: the
+# Reparameterization layers and `DenseVariational` use it as it is; Flipout multiplies it
+# by random signs per row, which leaves each row's marginal exact but the rows of one call
+# dependent through the shared sample; `DenseLocalReparameterization` samples its kernel's
+# product per row but a non-deterministic bias posterior once per call.
+_SHARED_SAMPLE_LAYERS = (
+    tfp.layers.DenseReparameterization,
+    tfp.layers.DenseLocalReparameterization,
+    tfp.layers.DenseFlipout,
+    tfp.layers.DenseVariational,
+    tfp.layers.Convolution1DReparameterization,
+    tfp.layers.Convolution2DReparameterization,
+    tfp.layers.Convolution3DReparameterization,
+    tfp.layers.Convolution1DFlipout,
+    tfp.layers.Convolution2DFlipout,
+    tfp.layers.Convolution3DFlipout,
+)
+
+
+def samples_per_row(model: Callable[..., tf.Tensor]) -> bool:
+    """Whether every row of one call of `model` is known to be an independent sample.
+
+    True when `model` (or a layer inside it) is an MNF layer, an `MCDropout` layer without
+    `noise_shape` or a `DeepEnsembleLeNet`, and no layer inside it is a tfp.layers layer
+    that draws one weight sample per call (`*Reparameterization`, `*Flipout`,
+    `DenseLocalReparameterization`, `DenseVariational`). A model without any known
+    per-row sampler (a plain callable, a custom stochastic layer, a deterministic network)
+    gives False: nothing says its rows are independent.
+
+    Args:
+      model: a callable, usually a Keras model.
+
+    Returns:
+      The default of `predictive_samples(..., vectorize=None)`.
+    """
+    if not isinstance(model, tf.Module):
+        return False
+    modules = [model, *model.submodules]
+    if any(isinstance(m, _SHARED_SAMPLE_LAYERS) for m in modules):
+        return False
+    return any(
+        isinstance(m, _PER_ROW_SAMPLERS)
+        and not (isinstance(m, models.MCDropout) and m.noise_shape is not None)
+        for m in modules
+    )
+
+
 def predictive_samples(
-    model: Callable[..., tf.Tensor], x: np.ndarray, num_samples: int = 20, batch_size: int = 500
+    model: Callable[..., tf.Tensor],
+    x: np.ndarray,
+    num_samples: int = 20,
+    batch_size: int = 500,
+    vectorize: bool | None = None,
 ) -> np.ndarray:
     """Draws Monte Carlo samples of a stochastic model's outputs.
 
-    Every sample is a separate forward pass `model(x_batch, training=False)` (through
-    `predict_on_batch` for a tf_keras model), so a Bayesian layer draws fresh noise
-    (weights or multiplicative z) for each of them.
+    Vectorized (the default for MNF models, see `samples_per_row`), a forward pass holds g
+    samples of each of b examples: the examples' batch tiled g times into `g * b` rows
+    (sample-major), whose outputs reshape to `[g, b, ...]`. An MNF layer draws one z and
+    one weight noise eps per row (local reparameterization), so every row is an independent
+    posterior predictive sample of its example, distributed as a separate call's. Not
+    vectorized, every sample is a separate forward pass over up to `batch_size` examples,
+    the right way for a model that draws one weight sample per call and shares it across
+    the rows, such as tfp's `*Reparameterization` layers (tiled, their S rows of an example
+    would hold one sample S times) and `*Flipout` layers (tiled, each row's marginal is
+    exact, but the rows of a pass share one weight perturbation up to random signs, so they
+    are not independent samples).
+
+    A forward pass is `model.predict_on_batch(rows)` for a tf_keras model (Keras' cached
+    predict function, `model(rows, training=False)`, which `posterior_mean(model)` resets
+    on entry and exit), else `model(rows, training=False)`. Its random ops draw new noise on
+    every call.
 
     Args:
-      model: a callable Keras model (e.g. an MNF-LeNet that outputs logits).
+      model: a callable model (e.g. an MNF-LeNet that outputs logits) returning one output
+        row per input row.
       x: inputs, first axis the examples.
-      num_samples: number of forward passes per input, >= 1.
-      batch_size: inputs per forward pass, >= 1.
+      num_samples: samples per example, >= 1.
+      batch_size: rows per forward pass, >= 1: bounds the memory of a pass. Vectorized, a
+        pass holds `g = min(num_samples, batch_size)` samples of `batch_size // g` examples
+        (the samples split into several passes when `num_samples > batch_size`); not
+        vectorized, one sample of `batch_size` examples.
+      vectorize: True tiles the samples into the rows of a pass, False makes a separate
+        pass per sample, None picks True exactly when `samples_per_row(model)`.
 
     Returns:
       float32 array `[num_samples, num_examples, ...]` of raw model outputs.
+
+    Raises:
+      ValueError: if `num_samples` or `batch_size` is not an integer >= 1, `x` holds no
+        example, or the model does not return one output row per input row.
+      TypeError: if `vectorize` is not a bool or None.
     """
     _check_positive_int(num_samples, "num_samples")
     _check_positive_int(batch_size, "batch_size")
+    if vectorize is not None and not isinstance(vectorize, bool):
+        raise TypeError(f"`vectorize` must be True, False or None, got {vectorize!r}.")
     x = np.asarray(x)
     if x.ndim < 1 or x.shape[0] == 0:
         raise ValueError(f"`x` must hold at least one example, got shape {x.shape}.")
+    if vectorize is None:
+        vectorize = samples_per_row(model)
     if isinstance(model, tf_keras.Model):
-        # Keras' cached predict function (`model(x, training=False)`), which
-        # `posterior_mean(model)` resets; its random ops draw new noise on every call.
         forward = model.predict_on_batch
     else:
-        forward = lambda batch: model(batch, training=False).numpy()  # noqa: E731
-    batches = []
-    for start in range(0, x.shape[0], batch_size):
-        batch = tf.convert_to_tensor(x[start : start + batch_size])
-        batches.append(np.stack([np.asarray(forward(batch)) for _ in range(num_samples)]))
-    return np.concatenate(batches, axis=1).astype(np.float32)
+        forward = lambda rows: model(rows, training=False).numpy()  # noqa: E731
+    samples_per_pass = min(num_samples, batch_size) if vectorize else 1
+    groups = []
+    for first_sample in range(0, num_samples, samples_per_pass):
+        group = min(samples_per_pass, num_samples - first_sample)
+        examples_per_pass = batch_size // group
+        chunks = []
+        for start in range(0, x.shape[0], examples_per_pass):
+            batch = x[start : start + examples_per_pass]
+            rows = np.broadcast_to(batch, (group, *batch.shape)).reshape(-1, *batch.shape[1:])
+            outputs = np.asarray(forward(tf.convert_to_tensor(rows)))
+            if outputs.ndim < 1 or outputs.shape[0] != rows.shape[0]:
+                raise ValueError(
+                    f"`model` must return one output row per input row: {rows.shape[0]} rows "
+                    f"gave an output of shape {outputs.shape}."
+                )
+            chunks.append(outputs.reshape(group, batch.shape[0], *outputs.shape[1:]))
+        groups.append(np.concatenate(chunks, axis=1))
+    return np.concatenate(groups, axis=0).astype(np.float32)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -102,10 +200,25 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def predictive_probs(
-    model: Callable[..., tf.Tensor], x: np.ndarray, num_samples: int = 20, batch_size: int = 500
+    model: Callable[..., tf.Tensor],
+    x: np.ndarray,
+    num_samples: int = 20,
+    batch_size: int = 500,
+    vectorize: bool | None = None,
 ) -> np.ndarray:
-    """Monte Carlo softmax samples `[num_samples, num_examples, num_classes]` of a logit model."""
-    return softmax(predictive_samples(model, x, num_samples, batch_size))
+    """Monte Carlo softmax samples `[num_samples, num_examples, num_classes]` of a logit model.
+
+    Args:
+      model: a callable model returning logits, one row per input row.
+      x: inputs, first axis the examples.
+      num_samples: samples per example, >= 1.
+      batch_size: rows per forward pass, >= 1.
+      vectorize: as in `predictive_samples`.
+
+    Returns:
+      float64 softmax of `predictive_samples(model, x, num_samples, batch_size, vectorize)`.
+    """
+    return softmax(predictive_samples(model, x, num_samples, batch_size, vectorize))
 
 
 def mean_probs(prob_samples: np.ndarray) -> np.ndarray:
