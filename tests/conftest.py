@@ -1,12 +1,22 @@
-"""Shared pytest fixtures: `op_path` runs a test through the fused ops and the composite path."""
+"""Shared pytest fixtures: `op_path` runs a test through the fused ops and the composite path.
+
+Unless the environment sets `TFP_MNF_FUSED`, the suite runs with `always`: the fused kernels
+wherever they apply, so that tests which look for fused ops in a graph find them on every
+CPU and no test times the paths (tests/test_autotune.py tests `auto` on its own).
+"""
+
+import os
 
 import pytest
 
 from tfp_mnf import ops
+from tfp_mnf.ops import autotune
+
+os.environ.setdefault(autotune.ENV, "always")
 
 
 @pytest.fixture(params=["fused", "composite"])
-def op_path(request):
+def op_path(request, monkeypatch):
     """Yields "fused" or "composite"; ops built in the test use that implementation."""
     if request.param == "composite":
         with ops.force_composite():
@@ -15,6 +25,7 @@ def op_path(request):
     if not ops.fused_available():
         pytest.skip(
             "fused op library not built or forced off (pip install -e .; "
-            "TFP_MNF_FORCE_COMPOSITE unset)"
+            "TFP_MNF_FORCE_COMPOSITE unset, TFP_MNF_FUSED not never)"
         )
+    monkeypatch.setenv(autotune.ENV, "always")
     yield "fused"

@@ -1,11 +1,20 @@
 """Chooses the fused kernel or the composite TensorFlow path for each op call.
 
-Fused when the op library loaded and has a kernel for the device and dtype (float32/float64
-on CPU; float32 on GPU when the library was built with its CUDA kernels). Composite inside
-XLA (`jit_compile=True`), for other dtypes (float16, bfloat16), when the library is missing
-or stale, or when forced with the environment variable `TFP_MNF_FORCE_COMPOSITE=1` or
-`with force_composite():`.
-The choice is made when the op is built (at tracing time inside a `tf.function`).
+The fused kernels apply when the op library loaded and has a kernel for the device and dtype
+(float32/float64 on CPU; float32 on GPU when the library was built with its CUDA kernels).
+Composite inside XLA (`jit_compile=True`), for other dtypes (float16, bfloat16), when the
+library is missing or stale, or when forced with `TFP_MNF_FUSED=never`,
+`TFP_MNF_FORCE_COMPOSITE=1` or `with force_composite():` (the last two whatever
+`TFP_MNF_FUSED` says).
+
+Where a fused kernel applies and competes with TensorFlow's own kernels on the CPU (the
+dense steps `dense_local_reparam*`, the 2-D `conv_local_reparam` and `conv_mean_variance`),
+`TFP_MNF_FUSED` decides (`autotune.policy`): `auto` (the default) takes the faster path for
+the call's shapes on this CPU, timed once per key (`autotune.TUNER`); `always` the fused
+kernel. With a GPU visible the fused kernels are used where they apply, untimed. The
+element-wise ops (`conv_local_reparam_epilogue`, `kernel_moments`, `stateless_normal`) are
+fused wherever they apply. The choice is made when the op is built (at tracing time inside a
+`tf.function`); both paths draw the same noise for the same seed.
 """
 
 import contextlib
@@ -13,13 +22,13 @@ import functools
 import math
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 
 import tensorflow as tf
 from tensorflow.python.framework import ops as tf_ops
 from tensorflow.python.ops import control_flow_util
 
-from tfp_mnf.ops import _library, composite, fused
+from tfp_mnf.ops import _library, autotune, composite, fused
 
 FORCE_ENV = "TFP_MNF_FORCE_COMPOSITE"
 _CPU_DTYPES = (tf.float32, tf.float64)
@@ -39,11 +48,19 @@ def force_composite() -> Iterator[None]:
 
 
 def _forced() -> bool:
-    return getattr(_state, "forced", False) or os.environ.get(FORCE_ENV, "") == "1"
+    return (
+        getattr(_state, "forced", False)
+        or os.environ.get(FORCE_ENV, "") == "1"
+        or autotune.policy() == "never"
+    )
 
 
 def fused_available() -> bool:
-    """Whether ops built here and now may use the fused kernels (library loaded, not forced)."""
+    """Whether ops built here and now may use the fused kernels (library loaded, not forced).
+
+    Raises:
+      ValueError: `TFP_MNF_FUSED` holds a value other than auto, always or never.
+    """
     return not _forced() and _library.load() is not None
 
 
@@ -66,6 +83,31 @@ def _use_fused(dtype: tf.DType, cpu_only: bool = False) -> bool:
     if _gpu_visible():
         return not cpu_only and _library.has_gpu_kernels() and dtype in _GPU_DTYPES
     return dtype in _CPU_DTYPES
+
+
+def _faster_fused(
+    family: str,
+    args: dict[str, tf.Tensor],
+    batched: Collection[str],
+    fused_op: Callable[..., object],
+    composite_op: Callable[..., object],
+    **attrs: object,
+) -> bool:
+    """Whether to build `family`'s fused kernel, where it applies: as `TFP_MNF_FUSED` pins it,
+    else the faster of `fused_op` and `composite_op` for `args`' shapes (`autotune`).
+
+    `batched` names the arguments whose first dimension is the batch; `attrs` are the op's
+    attributes that change its cost (strides, padding...). The ops are called with the
+    arguments' names as keywords and a `seed`.
+    """
+    if autotune.policy() == "always" or _gpu_visible():
+        return True
+    shapes = autotune.timing_shapes({name: t.shape for name, t in args.items()}, batched)
+    if shapes is None:
+        return True
+    dtype = next(iter(args.values())).dtype
+    ops = {autotune.FUSED: fused_op, autotune.COMPOSITE: composite_op}
+    return autotune.TUNER.prefers_fused(family, shapes, dtype, attrs, ops)
 
 
 def _as_tensors(dtype_source: str, **tensors: object) -> dict[str, tf.Tensor]:
@@ -218,8 +260,15 @@ def _dense(function: str, seed: tf.Tensor, max_std: float, **tensors: tf.Tensor)
         raise ValueError(f"max_std must be > 0, got {max_std}")
     args = _as_tensors("x", **tensors)
     _check_dense_shapes(**args)
-    impl = fused if _use_fused(args["x"].dtype) else composite
-    return getattr(impl, function)(**args, seed=_as_seed(seed), max_std=float(max_std))
+    max_std = float(max_std)
+    ops = {
+        impl: functools.partial(getattr(impl, function), max_std=max_std)
+        for impl in (fused, composite)
+    }
+    use_fused = _use_fused(args["x"].dtype) and _faster_fused(
+        function, args, ("x", "z"), ops[fused], ops[composite]
+    )
+    return ops[fused if use_fused else composite](**args, seed=_as_seed(seed))
 
 
 def conv_local_reparam_epilogue(
@@ -318,8 +367,8 @@ def conv_mean_variance(
     """The two convolutions of an MNF conv layer: conv(x, M) and conv(x^2, sigma^2).
 
     See `composite.conv_mean_variance`. Fused (one gathering of the input patches feeds
-    both) for 2-D convolutions on the CPU in float32/float64; otherwise, and on a GPU
-    (cuDNN), `tf.nn.convolution`.
+    both) for 2-D convolutions on the CPU in float32/float64 where it applies and is chosen
+    (see the module docstring); otherwise, and on a GPU (cuDNN), `tf.nn.convolution`.
 
     Args:
       x: `[B, *spatial, C_in]` channels-last inputs, 1 to 3 spatial dimensions.
@@ -337,9 +386,28 @@ def conv_mean_variance(
       TypeError: an argument of another dtype than `x`.
     """
     args = _as_tensors("x", x=x, kernel_mean=kernel_mean, kernel_variance=kernel_variance)
-    strides, dilations, use_fused = _check_conv(args, strides, padding, dilations)
+    strides, dilations, applies = _check_conv(args, strides, padding, dilations)
+    conv = dict(strides=strides, padding=padding, dilations=dilations)
+    use_fused = applies and _faster_fused(
+        "conv_mean_variance",
+        args,
+        ("x",),
+        _ignoring_seed(fused.conv_mean_variance, **conv),
+        _ignoring_seed(composite.conv_mean_variance, **conv),
+        **conv,
+    )
     impl = fused if use_fused else composite
-    return impl.conv_mean_variance(**args, strides=strides, padding=padding, dilations=dilations)
+    return impl.conv_mean_variance(**args, **conv)
+
+
+def _ignoring_seed(op: Callable[..., object], **attrs: object) -> Callable[..., object]:
+    """`op` with `attrs`, callable with the `seed` keyword that `autotune` passes (ignored)."""
+
+    def call(seed: tf.Tensor, **inputs: tf.Tensor) -> object:
+        del seed
+        return op(**inputs, **attrs)
+
+    return call
 
 
 def conv_local_reparam(
@@ -358,9 +426,10 @@ def conv_local_reparam(
     """Samples an MNF conv layer's pre-activations; see `composite.conv_local_reparam`.
 
     One fused op for 2-D convolutions on the CPU in float32/float64 (the two convolutions,
-    the biases and the sampling); otherwise `conv_mean_variance` and
-    `conv_local_reparam_epilogue`, each dispatched on its own (on a GPU: cuDNN and the CUDA
-    epilogue). Every path draws the same eps for the same seed.
+    the biases and the sampling) where it applies and is chosen (see the module docstring);
+    otherwise TensorFlow's convolutions and `conv_local_reparam_epilogue`, dispatched on its
+    own (on a GPU: cuDNN and the CUDA epilogue). Every path draws the same eps for the same
+    seed.
 
     Args:
       x: `[B, *spatial, C_in]` channels-last inputs, 1 to 3 spatial dimensions.
@@ -390,23 +459,39 @@ def conv_local_reparam(
         bias_variance=bias_variance,
         z=z,
     )
-    strides, dilations, use_fused = _check_conv(args, strides, padding, dilations)
+    strides, dilations, applies = _check_conv(args, strides, padding, dilations)
     channels = tf.TensorShape([args["kernel_mean"].shape[-1]])
     for name in ("bias_mean", "bias_variance"):
         _require_shape(name, args[name], channels, f"{channels} [out_channels]")
     _require_shape("z", args["z"], [args["x"].shape[0], channels[0]], "[batch, out_channels] of x")
     seed = _as_seed(seed)
     conv = dict(strides=strides, padding=padding, dilations=dilations)
-    if use_fused:
-        return fused.conv_local_reparam(**args, seed=seed, **conv)
-    # Where the one-op step is not fused, neither is the convolution pair (same conditions);
-    # the arguments are already checked.
+    fused_op = functools.partial(fused.conv_local_reparam, **conv)
+    unfused_op = functools.partial(_conv_step_unfused, **conv)
+    use_fused = applies and _faster_fused(
+        "conv_local_reparam", args, ("x", "z"), fused_op, unfused_op, **conv
+    )
+    return (fused_op if use_fused else unfused_op)(**args, seed=seed)
+
+
+def _conv_step_unfused(
+    x: tf.Tensor,
+    kernel_mean: tf.Tensor,
+    kernel_variance: tf.Tensor,
+    bias_mean: tf.Tensor,
+    bias_variance: tf.Tensor,
+    z: tf.Tensor,
+    seed: tf.Tensor,
+    strides: tuple[int, ...],
+    padding: str,
+    dilations: tuple[int, ...],
+) -> tf.Tensor:
+    """The conv step from TensorFlow's convolutions (`composite.conv_mean_variance`) and the
+    dispatched epilogue (fused wherever the element-wise kernels apply); checked arguments."""
     mean, variance = composite.conv_mean_variance(
-        args["x"], args["kernel_mean"], args["kernel_variance"], **conv
+        x, kernel_mean, kernel_variance, strides, padding, dilations
     )
-    return conv_local_reparam_epilogue(
-        mean + args["bias_mean"], variance + args["bias_variance"], args["z"], seed
-    )
+    return conv_local_reparam_epilogue(mean + bias_mean, variance + bias_variance, z, seed)
 
 
 def kernel_moments(
