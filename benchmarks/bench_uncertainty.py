@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import json
 import math
 import os
@@ -58,7 +57,7 @@ import tf_keras
 
 import tfp_mnf
 from tfp_mnf import data, evaluate, models, ops
-from tfp_mnf.layers.base import MNFLayer
+from tfp_mnf.layers import DenseMNF
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA_ROOT = os.path.normpath(os.path.join(ROOT, "..", "shared", "data"))
@@ -443,13 +442,13 @@ def _mnf_kwargs(parser: argparse.ArgumentParser, text: str) -> dict:
         parser.error(f"--mnf_kwargs: not valid JSON ({err}): {text!r}")
     if not isinstance(kwargs, dict):
         parser.error(f"--mnf_kwargs: expected a JSON object of layer arguments, got {text!r}")
-    parameters = inspect.signature(MNFLayer.__init__).parameters
-    allowed = sorted(p for p in parameters if p not in ("self", "kwargs", *_MNF_FIXED_ARGS))
-    unknown = sorted(set(kwargs) - set(allowed))
-    if unknown:
-        parser.error(
-            f"--mnf_kwargs: unknown MNF layer arguments {unknown}, expected some of {allowed}"
-        )
+    fixed = sorted(set(kwargs) & set(_MNF_FIXED_ARGS))
+    if fixed:
+        parser.error(f"--mnf_kwargs: {fixed} are set by the benchmark, not by --mnf_kwargs")
+    try:  # the layer's own checks: unknown arguments and bad values
+        DenseMNF(1, **kwargs)
+    except (TypeError, ValueError) as err:
+        parser.error(f"--mnf_kwargs: not valid MNF layer arguments: {err}")
     return kwargs
 
 

@@ -1,9 +1,13 @@
-r"""Trains an MNF LeNet and a plain LeNet on MNIST and compares their uncertainty.
+r"""Trains an MNF LeNet and baselines on MNIST and compares their uncertainty.
 
 Reproduces the demonstrations of Louizos & Welling (2017), "Multiplicative Normalizing
 Flows for Variational Bayesian Neural Networks", arXiv:1703.01961, section 4: test
 accuracy, NLL and calibration, predictive entropy on notMNIST (out of distribution), and
-the rotated-digit figure of the TF-MNF seed.
+the rotated-digit figure of the TF-MNF seed. The baselines (`--baselines`, any of
+`plain`, `flipout`, `dropout`, `ensemble`; default `plain`) are the plain LeNet, the
+tfp.layers Flipout LeNet, the MC-dropout LeNet (`--dropout_rate` before each Dense, on at
+prediction) and a deep ensemble of `--ensemble_size` plain LeNets, each member trained for
+`--epochs` on its own and scored as the exact mixture of its members.
 
 Writes to --model_dir: metrics.json, the model weights and their architecture
 (config.json, reused by --eval_only), rotated_digit_<model>.png and entropy.png.
@@ -11,7 +15,8 @@ Writes to --model_dir: metrics.json, the model weights and their architecture
 Example, with the offline copies of the data (8k/2k MNIST split, notMNIST):
 
   python examples/mnist_lenet.py --data_dir=../shared/data/mnist-small \
-      --ood_dir=../shared/data/notmnist --model_dir=/tmp/mnist_lenet
+      --ood_dir=../shared/data/notmnist --model_dir=/tmp/mnist_lenet \
+      --baselines=plain,dropout,ensemble,flipout
 
 Without --data_dir MNIST comes from the Keras download. --fake_data trains on synthetic
 images (no files) for a smoke test.
@@ -31,7 +36,7 @@ from absl import app, flags, logging
 
 from tfp_mnf import data, evaluate, plotting
 from tfp_mnf.layers import mnf_layers
-from tfp_mnf.models import FlipoutLeNet, LeNet, MNFLeNet
+from tfp_mnf.models import DeepEnsembleLeNet, FlipoutLeNet, LeNet, MCDropoutLeNet, MNFLeNet
 
 flags.DEFINE_string("data_dir", None, "Folder of MNIST-format IDX files; None: Keras download.")
 flags.DEFINE_enum("dataset", "mnist", ["mnist", "fashion_mnist"], "In-distribution data set.")
@@ -48,12 +53,31 @@ flags.adopt_module_key_flags(mnf_flags)
 flags.DEFINE_integer("num_monte_carlo", 20, "Posterior samples per test input.")
 flags.DEFINE_integer("num_bins", 15, "Bins of the expected calibration error.")
 flags.DEFINE_integer("eval_batch_size", 1000, "Inputs per Monte Carlo forward pass.")
-flags.DEFINE_bool("compare_flipout", False, "Also train a tfp.layers Flipout LeNet.")
+flags.DEFINE_list(
+    "baselines",
+    ["plain"],
+    "Models trained and scored next to MNF-LeNet: some of plain, flipout, dropout, ensemble.",
+)
+flags.DEFINE_integer("ensemble_size", 5, "Members of the deep-ensemble baseline.", lower_bound=1)
+flags.DEFINE_float("dropout_rate", 0.5, "Dropout rate of the MC-dropout baseline.")
 flags.DEFINE_string("model_dir", "/tmp/mnist_lenet", "Where weights, metrics and figures go.")
 flags.DEFINE_bool("eval_only", False, "Load the models saved in --model_dir instead of training.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 
 FLAGS = flags.FLAGS
+
+# --baselines entry -> model name (results, weights folder).
+BASELINES = {
+    "plain": "lenet",
+    "flipout": "flipout_lenet",
+    "dropout": "mc_dropout_lenet",
+    "ensemble": "deep_ensemble_lenet",
+}
+flags.register_validator(
+    "baselines",
+    lambda values: set(values) <= set(BASELINES) and len(set(values)) == len(values),
+    message=f"--baselines must be distinct entries of {sorted(BASELINES)}.",
+)
 
 ROTATION_ANGLES = np.arange(0, 180, 20)
 ROTATED_DIGIT = 9
@@ -111,23 +135,36 @@ def load_data():
     return x_train[: FLAGS.num_train], y_train[: FLAGS.num_train], x_test, y_test, x_ood
 
 
-def build_models(architecture, input_shape, num_train):
-    """Model name -> (uncompiled model, whether it is stochastic)."""
+def build_models(names, architecture, input_shape, num_train, ensemble_size, dropout_rate):
+    """Model name (`mnf_lenet` or a value of `BASELINES`) -> uncompiled model."""
     mnf_kwargs = {k: v for k, v in architecture.items() if v is not None}
     kl_scale = 1.0 / num_train
-    models = {
-        "mnf_lenet": (
-            MNFLeNet(input_shape, 10, kl_scale=kl_scale, seed=FLAGS.seed, **mnf_kwargs),
-            True,
+    builders = {
+        "mnf_lenet": lambda: MNFLeNet(
+            input_shape, 10, kl_scale=kl_scale, seed=FLAGS.seed, **mnf_kwargs
         ),
-        "lenet": (LeNet(input_shape, 10), False),
+        "lenet": lambda: LeNet(input_shape, 10),
+        "flipout_lenet": lambda: FlipoutLeNet(input_shape, 10, kl_scale=kl_scale),
+        "mc_dropout_lenet": lambda: MCDropoutLeNet(
+            input_shape, 10, dropout_rate=dropout_rate, seed=FLAGS.seed
+        ),
+        "deep_ensemble_lenet": lambda: DeepEnsembleLeNet(
+            ensemble_size, input_shape, 10, seed=FLAGS.seed
+        ),
     }
-    if FLAGS.compare_flipout:
-        models["flipout_lenet"] = (FlipoutLeNet(input_shape, 10, kl_scale=kl_scale), True)
-    return models
+    return {name: builders[name]() for name in names}
 
 
 def train(name, model, x, y):
+    """Fits one model, a deep ensemble member by member; returns the wall time."""
+    if isinstance(model, DeepEnsembleLeNet):
+        return sum(
+            fit(f"{name} member {k}", member, x, y) for k, member in enumerate(model.members)
+        )
+    return fit(name, model, x, y)
+
+
+def fit(name, model, x, y):
     """Fits one model (KL warm-up for MNF layers when asked); returns the wall time."""
     callbacks = []
     layers = mnf_layers(model)
@@ -161,29 +198,43 @@ def weights_path(name):
     return os.path.join(FLAGS.model_dir, name, "weights")
 
 
-def score(model, stochastic, x_test, y_test, x_ood):
+def prob_samples(name, model, x):
+    """Softmax samples `[S, N, C]` of model `name` on `x`.
+
+    The ensemble's members (its exact mixture), one pass of the plain LeNet, or
+    --num_monte_carlo passes of a stochastic model.
+    """
+    if isinstance(model, DeepEnsembleLeNet):
+        return evaluate.softmax(model.member_logits(x, FLAGS.eval_batch_size))
+    num_samples = 1 if name == "lenet" else FLAGS.num_monte_carlo
+    return evaluate.predictive_probs(model, x, num_samples, FLAGS.eval_batch_size)
+
+
+def score(name, model, x_test, y_test, x_ood):
     """Metrics dict and (in, out) predictive entropies of one model."""
-    num_samples = FLAGS.num_monte_carlo if stochastic else 1
-    samples = evaluate.predictive_probs(model, x_test, num_samples, FLAGS.eval_batch_size)
+    samples = prob_samples(name, model, x_test)
     metrics = evaluate.classification_metrics(samples, y_test, FLAGS.num_bins)
+    metrics["brier"] = evaluate.brier_score(evaluate.mean_probs(samples), y_test)
     entropy_in = evaluate.predictive_entropy(samples)
     entropy_out = None
     if x_ood is not None:
-        entropy_out = evaluate.predictive_entropy(
-            evaluate.predictive_probs(model, x_ood, num_samples, FLAGS.eval_batch_size)
-        )
+        ood_samples = prob_samples(name, model, x_ood)
+        entropy_out = evaluate.predictive_entropy(ood_samples)
         metrics["ood_mean_entropy"] = float(entropy_out.mean())
         metrics["ood_auroc"] = evaluate.auroc(entropy_in, entropy_out)
+        if samples.shape[0] > 1:
+            metrics["ood_auroc_mutual_information"] = evaluate.auroc(
+                evaluate.mutual_information(samples), evaluate.mutual_information(ood_samples)
+            )
     return metrics, entropy_in, entropy_out
 
 
-def rotated_digit_figure(name, model, stochastic, x_test, y_test):
+def rotated_digit_figure(name, model, x_test, y_test):
     """The seed's figure: a test-set 9 rotated 0..160 degrees, class probabilities per angle."""
     matches = np.flatnonzero(y_test == ROTATED_DIGIT)
     image = x_test[matches[0] if matches.size else 0]
     rotated = evaluate.rotate_images(image, ROTATION_ANGLES)
-    num_samples = FLAGS.num_monte_carlo if stochastic else 1
-    samples = evaluate.predictive_probs(model, rotated, num_samples)  # [S, A, C]
+    samples = prob_samples(name, model, rotated)  # [S, A, C]
     path = os.path.join(FLAGS.model_dir, f"rotated_digit_{name}.png")
     plotting.plot_rotated_digit(rotated, ROTATION_ANGLES, samples.transpose(1, 0, 2), path, name)
     return path
@@ -195,12 +246,25 @@ def script_flags():
 
 
 def print_table(results):
-    columns = ["accuracy", "nll", "ece", "mean_entropy", "ood_mean_entropy", "ood_auroc"]
-    header = f"{'model':<15}" + "".join(f"{c:>18}" for c in columns)
+    columns = [
+        "accuracy",
+        "nll",
+        "ece",
+        "brier",
+        "mean_entropy",
+        "ood_mean_entropy",
+        "ood_auroc",
+        "ood_auroc_mutual_information",
+    ]
+    widths = [max(10, len(c) + 2) for c in columns]
+    header = f"{'model':<20}" + "".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True))
     lines = [header, "-" * len(header)]
     for name, metrics in results.items():
-        cells = "".join(f"{metrics[c]:>18.4f}" if c in metrics else f"{'-':>18}" for c in columns)
-        lines.append(f"{name:<15}{cells}")
+        cells = "".join(
+            f"{metrics[c]:>{w}.4f}" if c in metrics else f"{'-':>{w}}"
+            for c, w in zip(columns, widths, strict=True)
+        )
+        lines.append(f"{name:<20}{cells}")
     print("\n".join(lines))
 
 
@@ -215,33 +279,41 @@ def main(argv):
             saved = json.load(f)
         architecture, names = saved["architecture"], saved["models"]
         num_train = saved["num_train"]
+        ensemble_size = saved.get("ensemble_size", FLAGS.ensemble_size)
+        dropout_rate = saved.get("dropout_rate", FLAGS.dropout_rate)
     else:
         architecture = mnf_flags.mnf_layer_kwargs()
-        names, num_train = None, len(x_train)
-    models = build_models(architecture, x_train.shape[1:], num_train)
-    if names is not None:
-        models = {name: models[name] for name in names if name in models}
+        names = ["mnf_lenet", *(BASELINES[baseline] for baseline in FLAGS.baselines)]
+        num_train = len(x_train)
+        ensemble_size, dropout_rate = FLAGS.ensemble_size, FLAGS.dropout_rate
+    models = build_models(
+        names, architecture, x_train.shape[1:], num_train, ensemble_size, dropout_rate
+    )
 
     results, entropies = {}, ({}, {})
-    for name, (model, stochastic) in models.items():
+    for name, model in models.items():
         if FLAGS.eval_only:
             model.load_weights(weights_path(name)).expect_partial()
             train_seconds = None
         else:
             train_seconds = train(name, model, x_train, y_train)
             model.save_weights(weights_path(name))
-        metrics, entropy_in, entropy_out = score(model, stochastic, x_test, y_test, x_ood)
+        metrics, entropy_in, entropy_out = score(name, model, x_test, y_test, x_ood)
         metrics["train_seconds"] = train_seconds
-        metrics["rotated_digit_figure"] = rotated_digit_figure(
-            name, model, stochastic, x_test, y_test
-        )
+        metrics["rotated_digit_figure"] = rotated_digit_figure(name, model, x_test, y_test)
         results[name] = metrics
         entropies[0][name], entropies[1][name] = entropy_in, entropy_out
 
     if not FLAGS.eval_only:
         with open(config_path, "w", encoding="utf-8") as f:
             json.dump(
-                {"architecture": architecture, "models": list(models), "num_train": num_train},
+                {
+                    "architecture": architecture,
+                    "models": list(models),
+                    "num_train": num_train,
+                    "ensemble_size": ensemble_size,
+                    "dropout_rate": dropout_rate,
+                },
                 f,
                 indent=2,
             )

@@ -31,7 +31,7 @@ def _run(script, *args, check=True):
 
 @pytest.mark.parametrize(
     ("script", "flag"),
-    [("mnist_lenet.py", "compare_flipout"), ("regression.py", "data_path")],
+    [("mnist_lenet.py", "baselines"), ("regression.py", "data_path")],
 )
 def test_help(script, flag):
     # absl's --help prints the flags and exits with status 1.
@@ -57,23 +57,38 @@ def test_mnist_lenet_tiny_run_and_eval_only(tmp_path):
         f"--ood_dir={ood_dir}",
         f"--model_dir={model_dir}",
     ]
-    stdout = _run("mnist_lenet.py", *common, "--epochs=2", "--kl_anneal_epochs=1", *TINY_FLOWS)
+    stdout = _run(
+        "mnist_lenet.py",
+        *common,
+        "--epochs=2",
+        "--kl_anneal_epochs=1",
+        "--baselines=plain,dropout,ensemble",
+        "--ensemble_size=2",
+        *TINY_FLOWS,
+    )
     assert "mnf_lenet" in stdout and "ood_auroc" in stdout
     results = json.loads((model_dir / "metrics.json").read_text())["results"]
-    assert set(results) == {"mnf_lenet", "lenet"}
-    for metrics in results.values():
+    names = {"mnf_lenet", "lenet", "mc_dropout_lenet", "deep_ensemble_lenet"}
+    assert set(results) == names
+    for name, metrics in results.items():
         assert 0.0 <= metrics["ood_auroc"] <= 1.0
         assert 0.0 <= metrics["ece"] <= 1.0
+        assert 0.0 <= metrics["brier"] <= 2.0
         assert metrics["train_seconds"] > 0
+        # Every model but the deterministic LeNet also scores by mutual information.
+        assert ("ood_auroc_mutual_information" in metrics) == (name != "lenet")
+        assert (model_dir / f"rotated_digit_{name}.png").stat().st_size > 1000
     # The synthetic classes are easy: the plain LeNet learns them in two epochs.
     assert results["lenet"]["accuracy"] > 0.8
-    for name in ("rotated_digit_mnf_lenet.png", "rotated_digit_lenet.png", "entropy.png"):
-        assert (model_dir / name).stat().st_size > 1000
+    assert (model_dir / "entropy.png").stat().st_size > 1000
 
-    _run("mnist_lenet.py", *common, "--eval_only")
+    # The saved configuration, not these flags, says which models and ensemble size to load.
+    _run("mnist_lenet.py", *common, "--eval_only", "--ensemble_size=3")
     reloaded = json.loads((model_dir / "metrics.json").read_text())["results"]
-    assert reloaded["lenet"]["accuracy"] == pytest.approx(results["lenet"]["accuracy"])
-    assert reloaded["lenet"]["nll"] == pytest.approx(results["lenet"]["nll"], rel=1e-4)
+    assert set(reloaded) == names
+    for name in ("lenet", "deep_ensemble_lenet"):  # deterministic predictions
+        assert reloaded[name]["accuracy"] == pytest.approx(results[name]["accuracy"])
+        assert reloaded[name]["nll"] == pytest.approx(results[name]["nll"], rel=1e-4)
     assert reloaded["mnf_lenet"]["train_seconds"] is None
     assert reloaded["mnf_lenet"]["accuracy"] == pytest.approx(
         results["mnf_lenet"]["accuracy"], abs=0.1
