@@ -3,7 +3,9 @@ r"""Regression with an MNF MLP (100-50-10 hidden units, like the TF-MNF seed) vs
 Both networks output a mean and a noise scale per input and are trained on the Gaussian
 negative log-likelihood; the MNF network adds its KL bound (Louizos & Welling 2017,
 arXiv:1703.01961, eq. 15). The predictive std combines the spread of the Monte Carlo means
-(epistemic) with the mean predicted noise variance (aleatoric).
+(epistemic) with the mean predicted noise variance (aleatoric). The MNF network's Monte Carlo
+samples come from `tfp_mnf.evaluate.predictive_samples`, which tiles the samples of a batch
+into the rows of one forward pass (every row of an MNF layer is an independent sample).
 
 1. Held-out split of the band-gap data (--data_path, the seed's CSV with `Composition`,
    target `Eg (eV)` and numeric features) or scikit-learn's diabetes data by default:
@@ -44,6 +46,7 @@ flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
 mnf_flags.define_mnf_flags()
 flags.adopt_module_key_flags(mnf_flags)
 flags.DEFINE_integer("num_monte_carlo", 50, "Posterior samples per test input.")
+flags.DEFINE_integer("eval_batch_size", 500, "Rows (samples x inputs) per Monte Carlo pass.")
 flags.DEFINE_float("coverage_level", 0.95, "Level of the central predictive interval.")
 flags.DEFINE_string("model_dir", "/tmp/regression", "Where metrics and the figure go.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
@@ -90,7 +93,7 @@ def fit_and_predict(model, stochastic, x_train, y_train, x_eval, epochs):
     model.compile(tf_keras.optimizers.Adam(FLAGS.learning_rate), loss=gaussian_loss)
     model.fit(x_train, y_train, batch_size=FLAGS.batch_size, epochs=epochs, verbose=0)
     num_samples = FLAGS.num_monte_carlo if stochastic else 1
-    outputs = evaluate.predictive_samples(model, x_eval, num_samples)
+    outputs = evaluate.predictive_samples(model, x_eval, num_samples, FLAGS.eval_batch_size)
     means, noise_std = (t.numpy() for t in split_outputs(tf.constant(outputs)))
     noise_std = np.sqrt(np.mean(noise_std**2, axis=0))
     return evaluate.regression_predictive(means, noise_std)
