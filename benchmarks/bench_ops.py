@@ -5,10 +5,15 @@ take turns in each run, in a rotating order), for the fused kernels, the composi
 graph mode (`tf.function`) and the composite path under XLA (`tf.function(jit_compile=True)`),
 forward and forward+backward (the output's sum and the gradients of every input), and the ratio
 fused / composite-graph. Cases: the dense step, the conv epilogue alone and the whole conv
-step (both convolutions, biases, epilogue) of MNF-LeNet's layers. A second table times, in
-the same rotation, the dense step's matrix products alone (`tf.matmul` of ready operands: the
-two of the forward pass, the six of forward+backward) against the composite graph: the
-lowest ratio that fused element-wise work around those products can reach.
+step (both convolutions, biases, epilogue) of MNF-LeNet's layers. The last three columns are
+what `TFP_MNF_FUSED=auto` (the default) does on this machine: the path it picks for the case
+(timed afresh, the cache file neither read nor written; the conv epilogue is fused wherever it
+applies, untimed), and the forward+backward milliseconds and ratio to the composite graph of
+the dispatched op (`tfp_mnf.ops`), timed in the same rotation. Where auto picks the composite
+path for the conv step, that is TensorFlow's convolutions with the fused epilogue. A second
+table times, in the same rotation, the dense step's matrix products alone (`tf.matmul` of
+ready operands: the two of the forward pass, the six of forward+backward) against the
+composite graph: the lowest ratio that fused element-wise work around those products can reach.
 Usage: `python benchmarks/bench_ops.py [--runs 50]`.
 """
 
@@ -19,7 +24,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from tfp_mnf.ops import composite, fused, fused_available
+from tfp_mnf import ops as dispatched
+from tfp_mnf.ops import autotune, build_info, composite, fused, fused_available
 
 DENSE_SHAPES = [(128, 800, 500), (128, 500, 10), (512, 1024, 1024)]
 CONV_SHAPES = [(128, 24, 24, 20), (128, 8, 8, 50)]  # MNF-LeNet conv outputs
@@ -128,7 +134,9 @@ def _median_ms(fns: dict, runs: int) -> dict:
 def _times(ops: dict, args: list, extra: dict, runs: int, products: tuple = ()) -> tuple:
     """Median ms of each path of one case, forward and forward+backward, timed in one
     rotation with the case's `products` (its forward and forward+backward functions), if any,
-    under the label "products"."""
+    under the label "products"; and the path that auto picked for the "auto" op (a fresh
+    tuner decides while the op is traced)."""
+    autotune.TUNER = autotune.Autotuner(persist=False)
     timed = [
         {
             label: tf.function(_functions(op, args, extra)[mode], jit_compile=jit)
@@ -138,15 +146,18 @@ def _times(ops: dict, args: list, extra: dict, runs: int, products: tuple = ()) 
     ]
     for fns, fn in zip(timed, products, strict=False):
         fns["products"] = tf.function(fn)
-    return tuple(_median_ms(fns, runs) for fns in timed)
+    fwd, fb = (_median_ms(fns, runs) for fns in timed)
+    picks = {decision.choice for decision in autotune.TUNER.decisions().values()}
+    return fwd, fb, " / ".join(sorted(picks)) or "fused (untimed)"
 
 
-def _row(name: str, fwd: dict, fb: dict) -> str:
+def _row(name: str, fwd: dict, fb: dict, pick: str) -> str:
     """The first table's row of one case."""
     return (
         f"| {name} | {fwd['fused']:.3f} | {fwd['graph']:.3f} | {fwd['xla']:.3f} | "
         f"{fwd['fused'] / fwd['graph']:.2f} | {fb['fused']:.3f} | {fb['graph']:.3f} | "
-        f"{fb['xla']:.3f} | {fb['fused'] / fb['graph']:.2f} |"
+        f"{fb['xla']:.3f} | {fb['fused'] / fb['graph']:.2f} | {pick} | {fb['auto']:.3f} | "
+        f"{fb['auto'] / fb['graph']:.2f} |"
     )
 
 
@@ -164,38 +175,44 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=50)
     runs = parser.parse_args().runs
+    # The "auto" columns show the default policy, whatever the environment pins.
+    os.environ[autotune.ENV] = "auto"
     if not fused_available():
         raise SystemExit("fused op library not available: build it with `pip install -e .`")
+    isa = sorted(f for f in build_info.cpu_flags() or () if f.startswith(("avx", "fma", "sse")))
+    print(f"CPU: {build_info.cpu_model()}; ISA: {' '.join(isa) or 'unknown'}")
     print(
         f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, load {os.getloadavg()}, "
         f"median of {runs} runs, milliseconds, float32"
     )
     print(
         "| shape | fwd fused | fwd graph | fwd XLA | fwd ratio | f+b fused | f+b graph | "
-        "f+b XLA | f+b ratio |"
+        "f+b XLA | f+b ratio | auto picks | f+b auto | f+b auto ratio |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     dense_ops = {
         "fused": (fused.dense_local_reparam, False),
         "graph": (composite.dense_local_reparam, False),
         "xla": (composite.dense_local_reparam, True),
+        "auto": (dispatched.dense_local_reparam, False),
     }
     floors = []
     for b, k, n in DENSE_SHAPES:
         name = f"dense {b}x{k}x{n}"
-        times = _times(
+        fwd, fb, pick = _times(
             dense_ops,
             _dense_args(b, k, n),
             {"max_std": MAX_STD},
             runs,
             products=_dense_products(b, k, n),
         )
-        print(_row(name, *times), flush=True)
-        floors.append(_floor_row(name, *times))
+        print(_row(name, fwd, fb, pick), flush=True)
+        floors.append(_floor_row(name, fwd, fb))
     conv_ops = {
         "fused": (fused.conv_local_reparam_epilogue, False),
         "graph": (composite.conv_local_reparam_epilogue, False),
         "xla": (composite.conv_local_reparam_epilogue, True),
+        "auto": (dispatched.conv_local_reparam_epilogue, False),
     }
     for shape in CONV_SHAPES:
         name = f"conv epilogue {'x'.join(map(str, shape))}"
@@ -204,6 +221,7 @@ def main() -> None:
         "fused": (fused.conv_local_reparam, False),
         "graph": (composite.conv_local_reparam, False),
         "xla": (composite.conv_local_reparam, True),
+        "auto": (dispatched.conv_local_reparam, False),
     }
     conv = {"strides": (1, 1), "padding": "VALID", "dilations": (1, 1)}
     for shape, filters in CONV_LAYERS:

@@ -222,8 +222,12 @@ def cache_path() -> Path:
 
 @functools.cache
 def machine_identity() -> dict[str, str | None]:
-    """What a persisted choice is valid for: this CPU model, the loaded op library's sources
-    digest (None where its metadata records none) and the TensorFlow version."""
+    """What a persisted choice is valid for.
+
+    Returns:
+      {"cpu": this CPU's model, "sources_digest": the op library's sources digest (None where
+      its metadata records none), "tensorflow": the TensorFlow version}.
+    """
     try:
         digest = _library._metadata(_library._library_path()).get("sources_digest")
     except (OSError, ValueError):
@@ -257,7 +261,7 @@ class Autotuner:
       measure: times the paths it is given (label -> callable) and returns label -> seconds;
         `time_paths` by default. Tests replace it with fake timings.
       persist: whether to read and write the cache file.
-      cache_file: the cache file; `cache_path()` at the time of first use by default.
+      cache_file: the cache file; by default `cache_path()`, read whenever the file is used.
     """
 
     def __init__(
@@ -296,7 +300,8 @@ class Autotuner:
           ops: "fused" and "composite" -> the op of each path, called by `step_paths`.
 
         Returns:
-          True when the fused path was faster, not slower, or could not be timed.
+          False when the composite path was timed faster, True otherwise (also when nothing
+          could be timed).
         """
         key = make_key(family, shapes, dtype, attrs)
         with self._lock:
