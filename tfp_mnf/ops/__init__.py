@@ -3,8 +3,9 @@
 `dense_local_reparam` (and `dense_local_reparam_from_variance`), `conv_local_reparam` (and
 its parts `conv_mean_variance`, `conv_local_reparam_epilogue`), `kernel_moments` and
 `stateless_normal` dispatch to the fused kernels of `csrc/` or to the pure-TensorFlow
-`composite` path (see `dispatch`). `convolution` is `tf.nn.convolution`, correct for empty
-batches on every CPU.
+`composite` path (see `dispatch`; where a fused kernel competes with TensorFlow's own,
+`autotune` times both once per shape on this CPU, and `TFP_MNF_FUSED` can pin the choice).
+`convolution` is `tf.nn.convolution`, correct for empty batches on every CPU.
 """
 
 from tfp_mnf.ops._library import describe as describe_library
