@@ -190,22 +190,27 @@ def test_time_paths_alternates_and_takes_medians():
 
 
 @needs_fused
-def test_real_measurement_times_both_paths():
-    """The default measurement on a small dense step: both paths run, a decision results."""
-    tuner = autotune.Autotuner(persist=False)
-    ops_ = {
-        autotune.FUSED: lambda seed, **a: ops.dense_local_reparam_from_variance(
-            **a, seed=seed, max_std=1.0
-        ),
-        autotune.COMPOSITE: lambda seed, **a: dispatch.composite.dense_local_reparam_from_variance(
-            **a, seed=seed, max_std=1.0
-        ),
-    }
-    shapes = {**DENSE_SHAPES, "bias_mean": (2,), "bias_log_var": (2,)}
-    tuner.prefers_fused("dense", shapes, tf.float32, {}, ops_)
-    (decision,) = tuner.decisions().values()
+def test_real_measurement_while_a_training_step_is_traced(monkeypatch):
+    """The default measurement, started while a step is traced inside its gradient tape:
+    both paths run outside that graph, a decision results and the step's gradient is right."""
+    monkeypatch.setenv(autotune.ENV, "auto")
+    monkeypatch.setattr(autotune, "TUNER", autotune.Autotuner(persist=False))
+    args = dense_inputs()
+    kernel = tf.Variable(args[2])
+
+    @tf.function
+    def gradient(*a):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(dense_step(a[0], a[1], kernel, *a[3:]) ** 2)
+        return tape.gradient(loss, kernel)
+
+    grad = gradient(*args)
+    (decision,) = autotune.TUNER.decisions().values()
     assert decision.choice in (autotune.FUSED, autotune.COMPOSITE)
     assert decision.fused_ms > 0 and decision.composite_ms > 0
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(dense_step(args[0], args[1], kernel, *args[3:]) ** 2)
+    np.testing.assert_allclose(grad, tape.gradient(loss, kernel), rtol=1e-5, atol=1e-5)
 
 
 def test_a_failing_measurement_keeps_the_fused_path():

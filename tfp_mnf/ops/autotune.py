@@ -133,11 +133,11 @@ def step_paths(
 ) -> dict[str, Callable[[], object]]:
     """One forward+backward step of each op on the same random inputs, ready to time.
 
-    Each step is a `tf.function` that returns `sum(op(**inputs, seed=seed))` and its
-    gradients with respect to every input (returning the sum keeps graph optimization from
-    pruning the part of the forward pass that the gradients do not need). Every input is
-    uniform in [0.01, 1): positive, so variances and log variances alike are valid, and far
-    from denormal numbers.
+    Each step is a concrete function, traced on its first call, that returns
+    `sum(op(**inputs, seed=seed))` and its gradients with respect to every input (returning
+    the sum keeps graph optimization from pruning the part of the forward pass that the
+    gradients do not need). Every input is uniform in [0.01, 1): positive, so variances and
+    log variances alike are valid, and far from denormal numbers.
 
     Args:
       ops: label -> op, called with the inputs as keyword arguments and a `[2]` int64 `seed`.
@@ -157,13 +157,17 @@ def step_paths(
 
     def step_of(op: Callable[..., object]) -> Callable[[], object]:
         # Symbolic gradients: `tf.init_scope` pauses every gradient tape of the thread.
-        @tf.function
         def step(tensors: dict[str, tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
             outputs = tf.nest.flatten(op(**tensors, seed=seed))
             loss = tf.add_n([tf.reduce_sum(out) for out in outputs])
             return loss, tf.gradients(loss, list(tensors.values()))
 
-        return functools.partial(step, inputs)
+        # Run as a concrete function, traced on the first call: calls of many new
+        # `tf.function`s of the same code would be reported as excessive retracing.
+        concrete = functools.cache(
+            functools.partial(tf.function(step, autograph=False).get_concrete_function, inputs)
+        )
+        return lambda: concrete()(inputs)
 
     return {label: step_of(op) for label, op in ops.items()}
 
@@ -282,6 +286,8 @@ class Autotuner:
         with self._lock:
             return dict(self._decisions)
 
+    # Called while a `tf.function` is traced: AutoGraph must not convert the timing code.
+    @tf.autograph.experimental.do_not_convert
     def prefers_fused(
         self,
         family: str,
