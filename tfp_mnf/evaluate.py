@@ -65,11 +65,11 @@ def _safe_log(x: np.ndarray) -> np.ndarray:
 # row and one eps per output element, `MCDropout` one mask per row (when it has no
 # `noise_shape` that could share it), a deep ensemble one member per row.
 _PER_ROW_SAMPLERS = (MNFLayer, models.MCDropout, models.DeepEnsembleLeNet)
-# tfp.layers that draw one kernel sample per call, shared by every row: the
-# Reparameterization layers and `DenseVariational` use it as it is; Flipout multiplies it
-# by random signs per row, which leaves each row's marginal exact but the rows of one call
-# dependent through the shared sample; `DenseLocalReparameterization` samples its kernel's
-# product per row but a non-deterministic bias posterior once per call.
+# tfp.layers whose rows of one call share a sample: the Reparameterization layers and
+# `DenseVariational` draw one kernel sample per call; Flipout multiplies one kernel
+# perturbation by random signs per row, which leaves each row's marginal exact but the rows
+# of one call dependent through it; every tfp variational layer, the local
+# reparameterization one included, draws a non-deterministic bias posterior once per call.
 _SHARED_SAMPLE_LAYERS = (
     tfp.layers.DenseReparameterization,
     tfp.layers.DenseLocalReparameterization,
@@ -89,7 +89,7 @@ def samples_per_row(model: Callable[..., tf.Tensor]) -> bool:
 
     True when `model` (or a layer inside it) is an MNF layer, an `MCDropout` layer without
     `noise_shape` or a `DeepEnsembleLeNet`, and no layer inside it is a tfp.layers layer
-    that draws one weight sample per call (`*Reparameterization`, `*Flipout`,
+    whose rows can share a weight sample (`*Reparameterization`, `*Flipout`,
     `DenseLocalReparameterization`, `DenseVariational`). A model without any known
     per-row sampler (a plain callable, a custom stochastic layer, a deterministic network)
     gives False: nothing says its rows are independent.
