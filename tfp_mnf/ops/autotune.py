@@ -176,7 +176,7 @@ def time_paths(
     paths: Paths,
     clock: Callable[[], float] = time.perf_counter,
     min_rounds: int = 3,
-    max_rounds: int = 7,
+    max_rounds: int = 25,
     budget_s: float = 0.15,
 ) -> dict[str, float]:
     """Median seconds of one call of each path.
