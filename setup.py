@@ -167,7 +167,7 @@ class BuildOps(build_ext):
 
 setup(
     name="tfp-mnf",
-    version="0.1.0",
+    version="0.2.0",
     description="Multiplicative Normalizing Flows (MNF) Bayesian layers for TensorFlow Probability",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

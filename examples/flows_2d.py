@@ -1,6 +1,6 @@
 r"""Fits each flow kind as a density on two-moons data by maximum likelihood.
 
-For each kind (planar, realnvp, iaf, maf) of `tfp_mnf.bijectors.make_flow`, the density is
+For each kind (planar, realnvp, iaf, maf) of `tfp_mnf.layers.make_flow`, the density is
 `tfd.TransformedDistribution(N(0, I), flow.bijector)`: samples are `flow.forward(z)` and
 `log_prob(x) = log N(flow.inverse(x)) + log|det d flow^-1 / dx|`. The flow's variables are
 fitted with Adam on the mean log-likelihood of scikit-learn's two moons (standardized to
@@ -35,7 +35,8 @@ import tf_keras  # noqa: E402
 from absl import app, flags  # noqa: E402
 from sklearn.datasets import make_moons  # noqa: E402
 
-from tfp_mnf.bijectors import FLOW_KINDS, make_flow  # noqa: E402
+from tfp_mnf.bijectors import FLOW_KINDS  # noqa: E402
+from tfp_mnf.layers import make_flow  # noqa: E402
 
 tfd = tfp.distributions
 

@@ -8,6 +8,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
+from tfp_mnf.distributions import MNFKernelPosterior
 from tfp_mnf.layers import Conv1DMNF, Conv2DMNF, Conv3DMNF, DenseMNF, ScaledKL, posterior_mean
 
 tfd = tfp.distributions
@@ -22,8 +23,10 @@ def _randomize(layer, rng, log_std=(-3.0, -0.5)):
     """Gives the layer's Gaussian parameters non-trivial random values."""
     layer.kernel_mean.assign(rng.normal(0, 0.5, layer.kernel_mean.shape))
     layer.kernel_log_std.assign(rng.uniform(*log_std, layer.kernel_log_std.shape))
-    layer.bias_mean.assign(rng.normal(0, 0.5, layer.bias_mean.shape))
-    layer.bias_log_var.assign(rng.uniform(-4.0, -1.0, layer.bias_log_var.shape))
+    layer.assign_parameters(
+        bias_mean=rng.normal(0, 0.5, layer.bias_mean.shape),
+        bias_log_var=rng.uniform(-4.0, -1.0, layer.bias_log_var.shape),
+    )
 
 
 @pytest.mark.parametrize(
@@ -140,7 +143,7 @@ def test_tfp_style_divergence_fn_matches_layer_kl():
     # The registered KL returns the MNF bound: same seed, same value as the posterior maths.
     seed = tf.constant([1, 1])
     np.testing.assert_allclose(
-        tfd.kl_divergence(layer._kernel_posterior(seed), layer.kernel_prior),
+        tfd.kl_divergence(MNFKernelPosterior(layer.posterior, seed=seed), layer.kernel_prior),
         layer.posterior.kl_bound(0.0, 1.0, seed),
         rtol=1e-6,
     )
@@ -176,14 +179,15 @@ def test_mixed_sequential_trains_and_every_variable_gets_a_gradient():
     names = [v.name for v in model.trainable_variables]
     missing = [n for n, g in zip(names, grads, strict=True) if g is None]
     assert not missing, f"no gradient for {missing}"
-    trainable = {v.ref() for v in model.trainable_variables}
+    by_ref = {v.ref(): g for v, g in zip(model.trainable_variables, grads, strict=True)}
     for layer in model.layers[1:]:
-        parts = [layer.q0_mean, layer.q0_log_var, layer.r_c, layer.r_b1, layer.r_b2]
-        parts += layer.q_flow.trainable_variables + layer.r_flow.trainable_variables
-        assert layer.q_flow.trainable_variables and layer.r_flow.trainable_variables
-        if layer.learn_prior:
-            parts += [layer.kernel_prior_log_var, layer.bias_prior_log_var]
-        assert all(v.ref() in trainable for v in parts)
+        # Every packed parameter (biases, q(z_0), r(z | W), each flow step's) gets a gradient.
+        packed = layer._posterior_pack.unpack(by_ref[layer.posterior_parameters.ref()])
+        assert any(name.startswith("q_flow_1/") for name in packed)
+        assert any(name.startswith("r_flow_1/") for name in packed)
+        zero = [name for name, g in packed.items() if not np.any(g.numpy())]
+        assert not zero, f"{layer.name}: identically zero gradient for {zero}"
+        assert (layer.prior_parameters.ref() in by_ref) == layer.learn_prior
     zero = [n for n, g in zip(names, grads, strict=True) if not np.any(tf.convert_to_tensor(g))]
     assert not zero, f"identically zero gradient for {zero}"
 

@@ -149,13 +149,16 @@ def _reference_bound(post, prior_mean, prior_var, seed):
 )
 def test_kl_bound_matches_elementwise_reference_with_gradients(layer, input_shape):
     layer.build(input_shape)
-    post = layer.posterior
     seed = tf.constant([3, 4])
-    prior_var = tf.Variable(post.along_z(tf.fill([post.z_size], tf.constant(0.7, tf.float64))))
+    z_size = layer.posterior.z_size
+    prior_var = tf.Variable(
+        layer.posterior.along_z(tf.fill([z_size], tf.constant(0.7, tf.float64)))
+    )
 
     @tf.function
     def both():
         with tf.GradientTape(persistent=True) as tape:
+            post = layer.posterior  # unpacked from the variables inside the traced function
             # The KL of a sampling call's draw: its own z_T sample, whatever the batch size.
             draw = post.draw(5, seed)
             zeros = tf.zeros(post.kernel_mean.shape, tf.float64)
@@ -166,12 +169,12 @@ def test_kl_bound_matches_elementwise_reference_with_gradients(layer, input_shap
 
     fast, ref, fast_grads, ref_grads = both()
     np.testing.assert_allclose(fast, ref, rtol=1e-10)
-    checked = 0
-    for v, fg, rg in zip(
-        [*layer.trainable_variables, prior_var], fast_grads, ref_grads, strict=True
-    ):
-        assert (fg is None) == (rg is None), v.name  # the bias is not in the kernel bound
-        if fg is not None:
-            np.testing.assert_allclose(fg, rg, rtol=1e-8, atol=1e-10, err_msg=v.name)
-            checked += 1
-    assert checked == len(layer.trainable_variables) - 1  # all but bias_mean, bias_log_var
+    sources = [*layer.trainable_variables, prior_var]
+    assert len(sources) == 4  # kernel_mean, kernel_log_std, the packed parameters, the prior
+    for v, fg, rg in zip(sources, fast_grads, ref_grads, strict=True):
+        assert fg is not None and rg is not None, v.name
+        np.testing.assert_allclose(fg, rg, rtol=1e-8, atol=1e-10, err_msg=v.name)
+    packed = layer._posterior_pack.unpack(fast_grads[2])
+    for name in ("bias_mean", "bias_log_var"):  # the bias is not in the kernel bound
+        np.testing.assert_array_equal(packed[name], 0.0)
+    assert np.any(packed["q0_mean"].numpy() != 0) and np.any(packed["r_b2"].numpy() != 0)

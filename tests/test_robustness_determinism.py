@@ -15,7 +15,7 @@ def test_two_runs_give_bit_identical_weights_after_50_steps(tmp_path):
         run.mkdir()
     finish(*[start("train50", run) for run in runs])
     a, b = (np.load(run / "weights.npz") for run in runs)
-    assert len(a.files) == len(b.files) > 10
+    assert len(a.files) == len(b.files) > 4  # every variable of the model's MNF layers
     for key in a.files:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     assert all(np.all(np.isfinite(a[key])) for key in a.files)

@@ -9,7 +9,7 @@ module: `tfp_mnf.layers`, `tfp_mnf.models`, `tfp_mnf.evaluate`, `tfp_mnf.bijecto
 import importlib
 from types import ModuleType
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _SUBMODULES = (
     "bijectors",

@@ -130,6 +130,8 @@ def _fresh_seed() -> tf.Tensor:
 def _kl_mnf_normal(q: MNFKernelPosterior, p: tfd.Independent, name: str | None = None) -> tf.Tensor:
     """Upper bound on KL(q(W) || p(W)) for an MNF posterior and an independent Normal prior."""
     prior = p.distribution
+    if isinstance(prior, tfd.BatchBroadcast):  # the layers' prior: parameters along z only
+        prior = prior.distribution
     if not isinstance(prior, tfd.Normal):
         raise TypeError(
             "The MNF KL bound needs an Independent(Normal) prior over the kernel; got "

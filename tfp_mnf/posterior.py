@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import tensorflow as tf
 
@@ -75,7 +75,8 @@ class MNFPosterior:
     forward pass's sigma^2 and every kernel sum of the KL bound; `draw` returns them with
     the call's z samples.
 
-    The object holds references to the layer's variables and flows; it owns no variables.
+    The object holds the layer's kernel variables and tensors of its other parameters (a
+    layer makes one per call, from its packed variables); it owns no variables.
     """
 
     def __init__(
@@ -83,13 +84,13 @@ class MNFPosterior:
         *,
         kernel_mean: tf.Variable,
         kernel_log_std: tf.Variable,
-        q0_mean: tf.Variable | None,
-        q0_log_var: tf.Variable | None,
-        r_c: tf.Variable | None,
-        r_b1: tf.Variable | None,
-        r_b2: tf.Variable | None,
-        q_flow: tf.Module | None,
-        r_flow: tf.Module | None,
+        q0_mean: tf.Tensor | None,
+        q0_log_var: tf.Tensor | None,
+        r_c: tf.Tensor | None,
+        r_b1: tf.Tensor | None,
+        r_b2: tf.Tensor | None,
+        q_flow: Any | None,
+        r_flow: Any | None,
         z_axis: int,
         max_std: float,
         r_activation: Callable[[tf.Tensor], tf.Tensor],
@@ -256,14 +257,10 @@ class MNFPosterior:
         """`tensor` as a `[Z]` vector if it varies at most along the z axis, else None.
 
         True for a static shape that broadcasts against the kernel with size 1 on every
-        other axis, and (while tracing a graph) for a constant tensor of any shape, e.g.
-        the `tf.zeros(kernel_shape)` prior mean.
+        other axis (the layers' priors: see `tfp_mnf.layers`' `kernel_prior`), in eager and
+        graph execution alike; a full-kernel tensor takes the element-wise form.
         """
         shape = tensor.shape
-        if not tf.executing_eagerly():
-            value = tf.get_static_value(tensor)
-            if value is not None and value.size and (value == value.flat[0]).all():
-                return tf.fill([self.z_size], tf.constant(value.flat[0], tensor.dtype))
         if shape.rank is None or shape.rank > self.rank or not shape.is_fully_defined():
             return None
         full = [1] * (self.rank - shape.rank) + shape.as_list()

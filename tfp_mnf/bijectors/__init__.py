@@ -1,6 +1,6 @@
-"""Normalizing flows on TFP bijectors: the `Planar` bijector and the MNF flow factory."""
+"""Normalizing flows on TFP bijectors, Keras-free: the `Planar` bijector and MNF's flows."""
 
-from tfp_mnf.bijectors.flow import FLOW_KINDS, Flow, make_flow
+from tfp_mnf.bijectors.flow import FLOW_KINDS, NormalizingFlow
 from tfp_mnf.bijectors.planar import Planar
 
-__all__ = ["FLOW_KINDS", "Flow", "Planar", "make_flow"]
+__all__ = ["FLOW_KINDS", "NormalizingFlow", "Planar"]

@@ -1,4 +1,4 @@
-"""Flows for MNF posteriors: a chain of `num_layers` steps of one kind as a Keras layer.
+"""Flows for MNF posteriors: a chain of `num_layers` steps of one kind, Keras-free.
 
 References:
   Louizos & Welling (2017), Multiplicative Normalizing Flows for Variational Bayesian
@@ -8,33 +8,24 @@ References:
   arXiv:1705.07057 (MAF).
 """
 
-import numbers
-from typing import Any
+from __future__ import annotations
+
+from collections.abc import Mapping
 
 import tensorflow as tf
 import tensorflow_probability as tfp
-import tf_keras
 
-from tfp_mnf.bijectors import initializers, steps
+from tfp_mnf import parameters, validation
+from tfp_mnf.bijectors import steps
 
 tfb = tfp.bijectors
 
-__all__ = ["FLOW_KINDS", "Flow", "make_flow"]
+__all__ = ["FLOW_KINDS", "NormalizingFlow"]
 
 FLOW_KINDS = ("planar", "realnvp", "iaf", "maf")
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    """Returns `value` as an int, or raises if it is not an integer >= `minimum`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
-@tf_keras.saving.register_keras_serializable(package="tfp_mnf")
-class Flow(tf_keras.layers.Layer):
+class NormalizingFlow:
     """A normalizing flow on `[..., event_size]` vectors: `num_layers` steps of one kind.
 
     Kinds (all start close to the identity):
@@ -50,25 +41,24 @@ class Flow(tf_keras.layers.Layer):
     coupling layer conditions on the last half instead of the first (`tfb.RealNVP` with a
     negative `num_masked`), the MADE uses the right-to-left input order. That is the same
     family of flows as a reverse `tfb.Permute` between the steps, without the permutations'
-    gathers (and their scatter gradients) on every call. Each step starts near the identity,
-    and so does the flow.
+    gathers (and their scatter gradients) on every call.
 
     With `event_size == 1`, "realnvp", "iaf" and "maf" steps are unconditioned element-wise
     affine maps (`AffineStep`): there is nothing to condition on in one dimension.
-    `num_layers == 0` gives the identity bijector and no variables.
+    `num_layers == 0` gives the identity bijector and no parameters.
 
-    Use: `flow.build((None, event_size))` creates every variable; then `flow.bijector` is a
-    `tfb.Bijector` (event_ndims = 1) built on those variables and `flow(z)` its forward.
-    The flow computes in its variable dtype (float32 also under a `mixed_float16` policy):
-    feed `flow.bijector` tensors of that dtype; `flow(z)` casts `z` to it.
+    The flow owns no variables: `parameters()` declares them (names `"{name}_{i}/..."`),
+    whoever stores them (an MNF layer packs them with its other small parameters, the Keras
+    `Flow` layers into one variable), and `bijector(params)` builds the `tfb.Bijector`
+    (event_ndims = 1) over tensors of them. It computes in the dtype of those tensors.
 
     Args:
       kind: one of `FLOW_KINDS`.
       num_layers: number of flow steps, >= 0.
       event_size: size of the vectors, >= 1.
       hidden_units: hidden width of the RealNVP / MADE networks, >= 1.
-      seed: non-negative integer seed of all initializers, or None.
-      **kwargs: `tf_keras.layers.Layer` arguments (name, dtype, trainable).
+      seed: non-negative integer seed of all initial values, or None.
+      name: prefix of the parameter names.
 
     Raises:
       ValueError: for an unknown `kind`, a negative `num_layers`, a non-positive
@@ -76,47 +66,29 @@ class Flow(tf_keras.layers.Layer):
       TypeError: for a non-integer `num_layers`, `event_size`, `hidden_units` or `seed`.
     """
 
-    def __init__(  # noqa: ANN003
+    def __init__(
         self,
         kind: str,
         num_layers: int,
         event_size: int,
         hidden_units: int = 50,
         seed: int | None = None,
-        **kwargs,
+        name: str = "flow",
     ) -> None:
         if kind not in FLOW_KINDS:
             raise ValueError(f"`kind` must be one of {FLOW_KINDS}, got {kind!r}.")
-        num_layers = _check_int("num_layers", num_layers, 0)
-        event_size = _check_int("event_size", event_size, 1)
-        hidden_units = _check_int("hidden_units", hidden_units, 1)
-        if seed is not None:
-            seed = _check_int("seed", seed, 0)
-        kwargs.setdefault("autocast", False)  # flows compute in the variable dtype
-        super().__init__(**kwargs)
         self.kind = kind
-        self.num_layers = num_layers
-        self.event_size = event_size
-        self.hidden_units = hidden_units
-        self.seed = seed
-
-    def build(self, input_shape: tf.TensorShape) -> None:
-        last = tf.TensorShape(input_shape)[-1]
-        if last is not None and last != self.event_size:
-            raise ValueError(
-                f"`input_shape` must end in event_size={self.event_size}, got {input_shape}."
-            )
-        self._steps = [self._make_step(i) for i in range(self.num_layers)]
-        for step in self._steps:
-            with tf.name_scope(step.name):  # unique variable names, as h5 files need
-                step.build((None, self.event_size))
-        super().build(input_shape)
+        self.num_layers = validation.integer("num_layers", num_layers, 0)
+        self.event_size = validation.integer("event_size", event_size, 1)
+        self.hidden_units = validation.integer("hidden_units", hidden_units, 1)
+        self.seed = None if seed is None else validation.integer("seed", seed, 0)
+        self.name = name
+        self.steps = [self._make_step(i) for i in range(self.num_layers)]
 
     def _make_step(self, index: int) -> steps.FlowStep:
         common = dict(
             event_size=self.event_size,
-            seed=initializers.derive_seed(self.seed, index),
-            dtype=self.dtype,
+            seed=parameters.derive_seed(self.seed, index),
             name=f"{self.name}_{index}",
         )
         if self.kind == "planar":
@@ -133,64 +105,22 @@ class Flow(tf_keras.layers.Layer):
             **common,
         )
 
-    @property
-    def bijector(self) -> tfb.Bijector:
-        """The flow as a `tfb.Bijector` on vectors (event_ndims = 1).
+    def parameters(self) -> parameters.ParameterPack:
+        """Every step's parameters, in step order."""
+        pack = parameters.ParameterPack()
+        for step in self.steps:
+            pack.extend(step.parameters())
+        return pack
 
-        A new, stateless `tfb.Chain` over the flow's variables on each access (cheap), so
-        no bijector cache outlives a `tf.function` trace.
+    def step_bijectors(self, params: Mapping[str, tf.Tensor]) -> list[tfb.Bijector]:
+        """Each step's bijector, in the order they are applied."""
+        return [step.bijector(params) for step in self.steps]
 
-        Raises:
-          RuntimeError: if the flow is not built yet (variables are created in `build`).
+    def bijector(self, params: Mapping[str, tf.Tensor]) -> tfb.Bijector:
+        """The flow as a `tfb.Bijector` on vectors (event_ndims = 1) over `params`.
+
+        A new `tfb.Chain` on each call (cheap): no bijector cache outlives the tensors.
         """
-        if not self.built:
-            raise RuntimeError(
-                f"Flow {self.name!r} is not built: call `build((None, event_size))` first."
-            )
-        if not self._steps:
+        if not self.steps:
             return tfb.Identity()
-        return tfb.Chain([step.bijector for step in self._steps[::-1]])  # last applied first
-
-    def call(self, z: tf.Tensor) -> tf.Tensor:
-        return self.bijector.forward(tf.cast(z, self.dtype))
-
-    def compute_output_shape(self, input_shape: tf.TensorShape) -> tf.TensorShape:
-        return tf.TensorShape(input_shape)
-
-    def get_config(self) -> dict:
-        return {
-            **super().get_config(),
-            "kind": self.kind,
-            "num_layers": self.num_layers,
-            "event_size": self.event_size,
-            "hidden_units": self.hidden_units,
-            "seed": self.seed,
-        }
-
-
-def make_flow(
-    kind: str,
-    num_layers: int,
-    event_size: int,
-    hidden_units: int = 50,
-    seed: int | None = None,
-    name: str | None = None,
-    dtype: Any = None,
-) -> Flow:
-    """Creates an unbuilt `Flow` of `num_layers` steps of `kind` (see `Flow`).
-
-    Args:
-      kind: one of `FLOW_KINDS` ("planar", "realnvp", "iaf", "maf").
-      num_layers: number of flow steps, >= 0 (0: identity).
-      event_size: size of the vectors the flow transforms, >= 1.
-      hidden_units: hidden width of the RealNVP / MADE networks, >= 1.
-      seed: non-negative integer seed of all initializers, or None.
-      name: name of the Keras layer.
-      dtype: dtype or dtype policy of the Keras layer (None: the global policy).
-
-    Returns:
-      A `Flow` layer; call `flow.build((None, event_size))` before using `flow.bijector`.
-    """
-    return Flow(
-        kind, num_layers, event_size, hidden_units=hidden_units, seed=seed, name=name, dtype=dtype
-    )
+        return tfb.Chain(self.step_bijectors(params)[::-1])  # the last applied first

@@ -1,78 +1,86 @@
-"""One step of a flow as a Keras layer: owns the step's variables, exposes its bijector.
+"""One step of a flow: declares its parameters and builds its TFP bijector from them.
 
-Each step creates all of its variables (also those of nested Keras layers) in `build`, each
-with its own seeded initializer (see `initializers.py`), and starts close to the identity.
-`Flow` (flow.py) chains the steps' bijectors.
+Steps are Keras-free: `parameters()` declares the step's parameters (names, shapes, near
+identity initial values) in a `ParameterPack`, and `bijector(params)` builds the step's
+`tfb.Bijector` from tensors of those parameters, whoever stores them (one packed variable of
+an MNF layer, or of a standalone `Flow` layer). `NormalizingFlow` (flow.py) chains them.
 """
 
+from __future__ import annotations
+
 import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import tensorflow as tf
 import tensorflow_probability as tfp
-import tf_keras
+from tensorflow_probability.python.bijectors import masked_autoregressive as tfp_made
 
-from tfp_mnf.bijectors import initializers
-from tfp_mnf.bijectors.made import MADE
+from tfp_mnf import parameters
 from tfp_mnf.bijectors.planar import Planar
 
 tfb = tfp.bijectors
 
 __all__ = ["AffineStep", "AutoregressiveStep", "CouplingStep", "FlowStep", "PlanarStep"]
 
+# Variance factor of the conditioners' last layers (1e-2 x the Glorot std): near-identity steps.
+_SMALL_SCALE = 1e-4
 
-class FlowStep(tf_keras.layers.Layer):
+
+class FlowStep:
     """Base of a flow step on `[..., event_size]` vectors.
 
     Args:
       event_size: size of the vectors the step transforms.
-      seed: non-negative integer seed of the step's initializers, or None.
-      **kwargs: `tf_keras.layers.Layer` arguments (name, dtype, trainable).
+      seed: non-negative integer seed of the step's initial values, or None.
+      name: prefix of the step's parameter names (`"{name}/{parameter}"`).
     """
 
-    def __init__(self, event_size: int, seed: int | None = None, **kwargs) -> None:  # noqa: ANN003
-        super().__init__(**kwargs)
+    def __init__(self, event_size: int, seed: int | None, name: str) -> None:
         self.event_size = event_size
         self.seed = seed
+        self.name = name
 
-    @property
-    def bijector(self) -> tfb.Bijector:
-        """The step's bijector on vectors (event_ndims = 1), built from its variables."""
+    def parameters(self) -> parameters.ParameterPack:
+        """The step's parameters, named `"{name}/..."`, with near-identity initial values."""
         raise NotImplementedError
 
-    def _seed(self, index: int) -> int | None:
-        return initializers.derive_seed(self.seed, index)
+    def bijector(self, params: Mapping[str, tf.Tensor]) -> tfb.Bijector:
+        """The step's bijector on vectors (event_ndims = 1) over tensors of its parameters."""
+        raise NotImplementedError
 
-    def get_config(self) -> dict:
-        return {**super().get_config(), "event_size": self.event_size, "seed": self.seed}
+    def _key(self, parameter: str) -> str:
+        return f"{self.name}/{parameter}"
+
+    def _seed(self, index: int) -> int | None:
+        return parameters.derive_seed(self.seed, index)
 
 
 class PlanarStep(FlowStep):
-    """A planar flow `z + u_hat tanh(w^T z + b)` with variables `u`, `w`, `b`.
+    """A planar flow `z + u_hat tanh(w^T z + b)` with parameters `u`, `w`, `b`.
 
-    `w ~ N(0, 1/d)`, `b = 0` and `u` such that `u_hat` is O(0.01) (near the identity).
+    `w ~ N(0, 1/d)`, `b = 0` and `u = softplus^-1(1) w / ||w||^2 + n`, `n ~ N(0, 0.01^2)`,
+    so that the constrained `u_hat` is O(0.01) and the step starts near the identity.
     """
 
-    def build(self, input_shape: tf.TensorShape) -> None:
+    def parameters(self) -> parameters.ParameterPack:
         d = self.event_size
-        self.w = self.add_weight(
-            name="w",
-            shape=[d],
-            initializer=tf_keras.initializers.RandomNormal(
-                stddev=1.0 / math.sqrt(d), seed=self._seed(0)
-            ),
-        )
-        self.u = self.add_weight(
-            name="u",
-            shape=[d],
-            initializer=initializers.planar_u_initializer(self.w, self._seed(1)),
-        )
-        self.b = self.add_weight(name="b", shape=[], initializer="zeros")
-        super().build(input_shape)
+        w_value = parameters.normal([d], 0.0, 1.0 / math.sqrt(d), self._seed(0))
+        noise = parameters.normal([d], 0.0, 0.01, self._seed(1))
+        inverse_softplus_one = math.log(math.e - 1.0)
 
-    @property
-    def bijector(self) -> tfb.Bijector:
-        return Planar(self.u, self.w, self.b)
+        def initial_values(dtype: tf.DType) -> dict[str, tf.Tensor]:
+            w = w_value(dtype)
+            u = inverse_softplus_one * w / tf.reduce_sum(tf.square(w)) + noise(dtype)
+            return {self._key("w"): w, self._key("u"): u}
+
+        pack = parameters.ParameterPack()
+        pack.add_joint({self._key("w"): [d], self._key("u"): [d]}, initial_values)
+        pack.add(self._key("b"), [], parameters.constant([], 0.0))
+        return pack
+
+    def bijector(self, params: Mapping[str, tf.Tensor]) -> tfb.Bijector:
+        return Planar(params[self._key("u")], params[self._key("w")], params[self._key("b")])
 
 
 class AffineStep(FlowStep):
@@ -83,16 +91,21 @@ class AffineStep(FlowStep):
     so each of those flows reduces to exactly this map in one dimension.
     """
 
-    def build(self, input_shape: tf.TensorShape) -> None:
-        self.shift = self.add_weight(name="shift", shape=[self.event_size], initializer="zeros")
-        self.log_scale = self.add_weight(
-            name="log_scale", shape=[self.event_size], initializer="zeros"
-        )
-        super().build(input_shape)
+    def parameters(self) -> parameters.ParameterPack:
+        pack = parameters.ParameterPack()
+        for name in ("shift", "log_scale"):
+            pack.add(
+                self._key(name), [self.event_size], parameters.constant([self.event_size], 0.0)
+            )
+        return pack
 
-    @property
-    def bijector(self) -> tfb.Bijector:
-        return tfb.Chain([tfb.Shift(self.shift), tfb.Scale(log_scale=self.log_scale)])
+    def bijector(self, params: Mapping[str, tf.Tensor]) -> tfb.Bijector:
+        return tfb.Chain(
+            [
+                tfb.Shift(params[self._key("shift")]),
+                tfb.Scale(log_scale=params[self._key("log_scale")]),
+            ]
+        )
 
 
 class _RealNVP(tfb.RealNVP):
@@ -126,69 +139,99 @@ class CouplingStep(FlowStep):
     The first `event_size // 2` inputs pass unchanged and condition shift and log-scale of
     the rest: `y2 = z2 * exp(log_scale(z1)) + shift(z1)`; with `reverse=True` the last
     `event_size // 2` inputs condition the first ones (`tfb.RealNVP` with a negative
-    `num_masked`). Both directions are one pass. The MLP is Dense(hidden_units, tanh) ->
-    Dense(2 * (event_size - event_size // 2)), the last layer initialised small so the step
-    starts near the identity.
+    `num_masked`). Both directions are one pass. The MLP is tanh(z1 K_h + b_h) K_o + b_o
+    with `hidden_units` hidden units and `2 * (event_size - event_size // 2)` outputs,
+    K_h Glorot-uniform and K_o small, so that the step starts near the identity.
 
     Args:
       event_size: size of the vectors, at least 2.
       hidden_units: width of the hidden layer.
       reverse: condition on the last half instead of the first.
-      seed: seed of the initializers, or None.
-      **kwargs: `tf_keras.layers.Layer` arguments.
+      seed: seed of the initial values, or None.
+      name: prefix of the parameter names.
     """
 
-    def __init__(  # noqa: ANN003
+    def __init__(
         self,
         event_size: int,
         hidden_units: int,
         reverse: bool = False,
         seed: int | None = None,
-        **kwargs,
+        name: str = "coupling",
     ) -> None:
-        super().__init__(event_size, seed, **kwargs)
+        super().__init__(event_size, seed, name)
         self.hidden_units = hidden_units
         self.reverse = reverse
 
-    def build(self, input_shape: tf.TensorShape) -> None:
+    def parameters(self) -> parameters.ParameterPack:
         num_masked = self.event_size // 2
-        self._hidden_layer = tf_keras.layers.Dense(
-            self.hidden_units,
-            activation="tanh",
-            kernel_initializer=initializers.glorot(self._seed(0)),
-            dtype=self.dtype,
-            name="hidden",
+        outputs = 2 * (self.event_size - num_masked)
+        hidden, out = [num_masked, self.hidden_units], [self.hidden_units, outputs]
+        pack = parameters.ParameterPack()
+        pack.add(
+            self._key("hidden/kernel"), hidden, parameters.glorot_uniform(hidden, self._seed(0))
         )
-        self._output_layer = tf_keras.layers.Dense(
-            2 * (self.event_size - num_masked),
-            kernel_initializer=initializers.small(self._seed(1)),
-            dtype=self.dtype,
-            name="shift_and_log_scale",
+        pack.add(
+            self._key("hidden/bias"),
+            [self.hidden_units],
+            parameters.constant([self.hidden_units], 0.0),
         )
-        with tf.name_scope(self._hidden_layer.name):
-            self._hidden_layer.build((None, num_masked))
-        with tf.name_scope(self._output_layer.name):
-            self._output_layer.build((None, self.hidden_units))
-        super().build(input_shape)
+        pack.add(
+            self._key("output/kernel"),
+            out,
+            parameters.glorot_uniform(out, self._seed(1), _SMALL_SCALE),
+        )
+        pack.add(self._key("output/bias"), [outputs], parameters.constant([outputs], 0.0))
+        return pack
 
-    def _shift_and_log_scale(self, z1: tf.Tensor, output_units: int) -> tuple[tf.Tensor, tf.Tensor]:
-        shift, log_scale = tf.split(self._output_layer(self._hidden_layer(z1)), 2, axis=-1)
-        return shift, log_scale
+    def conditioner(
+        self, params: Mapping[str, tf.Tensor]
+    ) -> Callable[[tf.Tensor, int], tuple[tf.Tensor, tf.Tensor]]:
+        """The MLP `z1 -> (shift, log_scale)` over tensors of the step's parameters."""
+        hidden_kernel, hidden_bias, output_kernel, output_bias = (
+            params[self._key(name)]
+            for name in ("hidden/kernel", "hidden/bias", "output/kernel", "output/bias")
+        )
 
-    @property
-    def bijector(self) -> tfb.Bijector:
+        def shift_and_log_scale(z1: tf.Tensor, output_units: int) -> tuple[tf.Tensor, tf.Tensor]:
+            h = tf.tanh(tf.matmul(z1, hidden_kernel) + hidden_bias)
+            shift, log_scale = tf.split(tf.matmul(h, output_kernel) + output_bias, 2, axis=-1)
+            return shift, log_scale
+
+        return shift_and_log_scale
+
+    def bijector(self, params: Mapping[str, tf.Tensor]) -> tfb.Bijector:
         num_masked = self.event_size // 2
         return _RealNVP(
             num_masked=-num_masked if self.reverse else num_masked,
-            shift_and_log_scale_fn=self._shift_and_log_scale,
+            shift_and_log_scale_fn=self.conditioner(params),
         )
 
-    def get_config(self) -> dict:
-        return {**super().get_config(), "hidden_units": self.hidden_units, "reverse": self.reverse}
+
+def made_masks(event_size: int, hidden_units: int, reverse: bool) -> list[tf.Tensor]:
+    """The masks of a one-hidden-layer MADE with 2 outputs per unit, as TFP builds them.
+
+    TFP's `tfb.AutoregressiveNetwork` helpers give the input order ("left-to-right" or
+    "right-to-left"), equal hidden degrees and the masks `[d, h]` and `[h, 2 d]` (outputs
+    interleaved as `[..., d, 2]`: shift and log-scale of each unit).
+
+    Reference: Germain, Gregor, Murray, Larochelle (2015). MADE: Masked Autoencoder for
+    Distribution Estimation. ICML. https://arxiv.org/abs/1502.03509
+    """
+    order = tfp_made._create_input_order(
+        event_size, "right-to-left" if reverse else "left-to-right"
+    )
+    return tfp_made._make_dense_autoregressive_masks(
+        params=2,
+        event_size=event_size,
+        hidden_units=[hidden_units],
+        input_order=order,
+        hidden_degrees="equal",
+    )
 
 
 class AutoregressiveStep(FlowStep):
-    """A masked autoregressive affine step on a MADE network.
+    """A masked autoregressive affine step on a MADE conditioner.
 
     `tfb.MaskedAutoregressiveFlow` (MAF, Papamakarios et al., 2017) maps
     `y_i = z_i * exp(log_scale_i(y_<i)) + shift_i(y_<i)`: its forward pass needs
@@ -198,55 +241,63 @@ class AutoregressiveStep(FlowStep):
     `y = (z - shift(z)) * exp(-log_scale(z))`, forward and its log-determinant in one
     parallel pass (the sampling direction) and the inverse sequential.
 
-    The MADE (`made.MADE`, a `tfb.AutoregressiveNetwork`) has one hidden layer of
-    `hidden_units` tanh units; its output kernel is initialised small so the step starts
-    near the identity. `reverse=True` gives it the right-to-left input order.
+    The MADE has one hidden layer of `hidden_units` tanh units, TFP's masks (`made_masks`)
+    multiplied into its kernels on every call (the autoregressive property holds whatever
+    the parameter values), and a small output kernel, so the step starts near the identity.
+    `reverse=True` gives it the right-to-left input order.
 
     Args:
       event_size: size of the vectors, at least 2.
       hidden_units: width of the MADE's hidden layer.
       inverse_autoregressive: True for IAF (fast forward), False for MAF (fast inverse).
       reverse: autoregressive in the right-to-left order.
-      seed: seed of the initializers, or None.
-      **kwargs: `tf_keras.layers.Layer` arguments.
+      seed: seed of the initial values, or None.
+      name: prefix of the parameter names.
     """
 
-    def __init__(  # noqa: ANN003
+    def __init__(
         self,
         event_size: int,
         hidden_units: int,
         inverse_autoregressive: bool,
         reverse: bool = False,
         seed: int | None = None,
-        **kwargs,
+        name: str = "made",
     ) -> None:
-        super().__init__(event_size, seed, **kwargs)
+        super().__init__(event_size, seed, name)
         self.hidden_units = hidden_units
         self.inverse_autoregressive = inverse_autoregressive
         self.reverse = reverse
+        self.masks = made_masks(event_size, hidden_units, reverse)
 
-    def build(self, input_shape: tf.TensorShape) -> None:
-        self._made = MADE(
-            self.event_size,
-            [self.hidden_units],
-            [initializers.glorot(self._seed(0)), initializers.small(self._seed(1))],
-            input_order="right-to-left" if self.reverse else "left-to-right",
-            dtype=self.dtype,
-            name="made",
-        )
-        with tf.name_scope(self._made.name):
-            self._made.build((None, self.event_size))
-        super().build(input_shape)
+    def parameters(self) -> parameters.ParameterPack:
+        pack = parameters.ParameterPack()
+        scales = (1.0, _SMALL_SCALE)
+        for k, (mask, scale) in enumerate(zip(self.masks, scales, strict=True)):
+            shape = list(mask.shape)
+            pack.add(
+                self._key(f"kernel_{k}"),
+                shape,
+                parameters.glorot_uniform(shape, self._seed(k), scale),
+            )
+            pack.add(self._key(f"bias_{k}"), shape[1:], parameters.constant(shape[1:], 0.0))
+        return pack
 
-    @property
-    def bijector(self) -> tfb.Bijector:
-        maf = tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=self._made)
+    def bijector(self, params: Mapping[str, tf.Tensor]) -> tfb.Bijector:
+        layers = [
+            (params[self._key(f"kernel_{k}")], params[self._key(f"bias_{k}")], mask)
+            for k, mask in enumerate(self.masks)
+        ]
+        event_size = self.event_size
+
+        def made(x: tf.Tensor) -> tf.Tensor:
+            h = x
+            for k, (kernel, bias, mask) in enumerate(layers):
+                masked = kernel * tf.constant(mask, kernel.dtype)
+                h = tf.einsum("...i,ij->...j", h, masked) + bias
+                if k + 1 < len(layers):
+                    h = tf.tanh(h)
+            return tf.reshape(h, tf.concat([tf.shape(x)[:-1], [event_size, 2]], axis=0))
+
+        maf = tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=made)
         return tfb.Invert(maf) if self.inverse_autoregressive else maf
-
-    def get_config(self) -> dict:
-        return {
-            **super().get_config(),
-            "hidden_units": self.hidden_units,
-            "inverse_autoregressive": self.inverse_autoregressive,
-            "reverse": self.reverse,
-        }

@@ -2,7 +2,8 @@
 
 The fused kernels apply when the op library loaded and has a kernel for the device and dtype
 (float32/float64 on CPU; float32 on GPU when the library was built with its CUDA kernels).
-Composite inside XLA (`jit_compile=True`), for other dtypes (float16, bfloat16), when the
+Composite inside XLA (`jit_compile=True`), for other dtypes (float16, bfloat16), while a
+SavedModel is traced (the saved graphs then load without the library), when the
 library is missing or stale, or when forced with `TFP_MNF_FUSED=never`,
 `TFP_MNF_FORCE_COMPOSITE=1` or `with force_composite():` (the last two whatever
 `TFP_MNF_FUSED` says).
@@ -27,6 +28,7 @@ from collections.abc import Callable, Collection, Iterator
 import tensorflow as tf
 from tensorflow.python.framework import ops as tf_ops
 from tensorflow.python.ops import control_flow_util
+from tensorflow.python.saved_model import save_context
 
 from tfp_mnf.ops import _library, autotune, composite, fused
 
@@ -48,10 +50,13 @@ def force_composite() -> Iterator[None]:
 
 
 def _forced() -> bool:
+    # While a SavedModel is traced the composite path is used, so that the saved graphs hold
+    # only standard TensorFlow ops and load where the op library is missing.
     return (
         getattr(_state, "forced", False)
         or os.environ.get(FORCE_ENV, "") == "1"
         or autotune.policy() == "never"
+        or save_context.in_save_context()
     )
 
 
