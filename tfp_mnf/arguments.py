@@ -139,6 +139,15 @@ MNF_ARGUMENTS: tuple[Argument, ...] = (
         validation.positive_float,
     ),
     Argument(
+        "empirical_prior",
+        False,
+        "centre the priors N(m, v) at stored means: a non-trainable variable `prior_means` "
+        "holds `kernel_prior_mean` (the kernel's shape) and `bias_prior_mean`, zero until set "
+        "with `assign_parameters` (`tfp_mnf.convert` sets them to trained weights); False: "
+        "m = 0.",
+        validation.boolean,
+    ),
+    Argument(
         "max_std",
         0.5,
         "upper clip of every weight and bias standard deviation, > 0.",

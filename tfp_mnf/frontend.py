@@ -10,7 +10,8 @@ and reads mixed-precision variables in their own dtype. The maths is in
 Every layer has three trainable variables (`kernel_mean`, `kernel_log_std` and
 `posterior_parameters`, one vector holding the biases, q(z_0), r(z | W) and both flows'
 parameters) and one more for the prior log variances (`prior_parameters`, trainable with
-`learn_prior`): an optimizer pays for four variables, not for ~25 small ones.
+`learn_prior`): an optimizer pays for four variables, not for ~25 small ones. With
+`empirical_prior`, a fifth, non-trainable one (`prior_means`) holds the priors' means.
 """
 
 from __future__ import annotations
@@ -220,15 +221,40 @@ class MNFLayerLogic:
             initializer=self._prior_pack.initializer,
             trainable=self.learn_prior,
         )
+        self._prior_mean_pack = parameters.ParameterPack()
+        self.prior_means = None
+        if self.empirical_prior:
+            self._prior_mean_pack.add(
+                "kernel_prior_mean", kernel_shape, parameters.constant(kernel_shape, 0.0)
+            )
+            self._prior_mean_pack.add("bias_prior_mean", [units], parameters.constant([units], 0.0))
+            self.prior_means = self.add_weight(
+                name="prior_means",
+                shape=(self._prior_mean_pack.size,),
+                initializer=self._prior_mean_pack.initializer,
+                trainable=False,
+            )
         super().build(input_shape)
+
+    def _packs(self) -> list[tuple[parameters.ParameterPack, tf.Variable]]:
+        """Each parameter pack with the variable that stores it."""
+        packs = [
+            (self._posterior_pack, self.posterior_parameters),
+            (self._prior_pack, self.prior_parameters),
+        ]
+        if self.prior_means is not None:
+            packs.append((self._prior_mean_pack, self.prior_means))
+        return packs
 
     def parameter_values(self) -> dict[str, tf.Tensor]:
         """Every packed parameter by name: the biases, q(z_0), r(z | W), the flows' steps
-        (`"q_flow_0/..."`) and the prior log variances, unpacked from their variables."""
+        (`"q_flow_0/..."`), the prior log variances and, with `empirical_prior`, the prior
+        means, unpacked from their variables."""
         self._require_built("parameter_values")
         return {
-            **self._posterior_pack.unpack(self.posterior_parameters),
-            **self._prior_pack.unpack(self.prior_parameters),
+            name: value
+            for pack, variable in self._packs()
+            for name, value in pack.unpack(variable).items()
         }
 
     def assign_parameters(self, **values: Any) -> None:
@@ -239,10 +265,7 @@ class MNFLayerLogic:
           ValueError: an unknown name, or a value of another shape than the parameter's.
         """
         self._require_built("assign_parameters")
-        for pack, variable in (
-            (self._posterior_pack, self.posterior_parameters),
-            (self._prior_pack, self.prior_parameters),
-        ):
+        for pack, variable in self._packs():
             mine = {name: values.pop(name) for name in pack.names if name in values}
             if mine:
                 current = pack.unpack(variable)
@@ -250,7 +273,7 @@ class MNFLayerLogic:
         if values:
             raise ValueError(
                 f"{self.name}: unknown parameters {sorted(values)}; known: "
-                f"{self._posterior_pack.names + self._prior_pack.names}"
+                f"{[name for pack, _ in self._packs() for name in pack.names]}"
             )
 
     def _values_property(name: str) -> property:  # noqa: N805 (a property factory)
@@ -302,15 +325,17 @@ class MNFLayerLogic:
 
     @property
     def kernel_prior(self) -> tfd.Distribution:
-        """The prior over the kernel: independent N(0, v_p), v_p per entry of z."""
+        """The prior over the kernel: independent N(m, v_p), v_p per entry of z, m = 0 or
+        `kernel_prior_mean` (`empirical_prior`)."""
         self._require_built("kernel_prior")
         return self._kernel_prior(self.parameter_values())
 
     def _kernel_prior(self, values: Mapping[str, tf.Tensor]) -> tfd.Distribution:
         post = self._posterior(values)
         scale = tf.exp(0.5 * post.along_z(values["kernel_prior_log_var"]))
-        # A zero mean of the shape along z: the KL takes its sums-over-the-kernel form.
-        loc = tf.zeros_like(scale)
+        # A zero mean of the shape along z makes the KL take its sums-over-the-kernel form;
+        # stored means (`empirical_prior`) have the kernel's shape: the element-wise form.
+        loc = values["kernel_prior_mean"] if self.empirical_prior else tf.zeros_like(scale)
         normal = tfd.Normal(loc, scale)
         return tfd.Independent(
             tfd.BatchBroadcast(normal, self.kernel_mean.shape),
@@ -341,13 +366,15 @@ class MNFLayerLogic:
 
     @property
     def bias_prior(self) -> tfd.Distribution:
-        """The prior over the bias: independent N(0, bias_prior_variance)."""
+        """The prior over the bias: independent N(m, bias_prior_variance), m = 0 or
+        `bias_prior_mean` (`empirical_prior`)."""
         self._require_built("bias_prior")
         return self._bias_prior(self.parameter_values())
 
     def _bias_prior(self, values: Mapping[str, tf.Tensor]) -> tfd.Distribution:
         scale = tf.exp(0.5 * values["bias_prior_log_var"])
-        return tfd.Independent(tfd.Normal(tf.zeros_like(scale), scale), reinterpreted_batch_ndims=1)
+        loc = values["bias_prior_mean"] if self.empirical_prior else tf.zeros_like(scale)
+        return tfd.Independent(tfd.Normal(loc, scale), reinterpreted_batch_ndims=1)
 
     def kl_divergence(self, seed: tf.Tensor | None = None) -> tf.Tensor:
         """The unscaled MNF bound on KL(q(W, b) || p(W, b)), one z_T sample (eq. 15).
@@ -509,7 +536,8 @@ def check_weights_format(layer: MNFLayerLogic, num_saved: int) -> None:
         raise ValueError(
             f"{layer.name}: the file holds {num_saved} variables for this layer, which has "
             f"{expected} (tfp_mnf weights format {WEIGHTS_FORMAT}: kernel_mean, kernel_log_std "
-            "and the packed posterior_parameters and prior_parameters). Files saved by "
+            "and the packed posterior_parameters and prior_parameters, plus prior_means with "
+            "empirical_prior). Files saved by "
             "tfp_mnf 0.1 (one variable per parameter) cannot be loaded by this version: "
             "re-train, or load them with tfp_mnf 0.1 and copy the values with "
             "`layer.assign_parameters`."
