@@ -1,4 +1,6 @@
-"""Shared pytest fixtures: `op_path` runs a test through the fused ops and the composite path.
+"""Shared pytest fixtures: `op_path` runs a test through the fused ops and the composite path;
+`frontend` runs it with the tf_keras layers (`tfp_mnf.layers`) and the Keras 3 ones
+(`tfp_mnf.keras`), see tests/_frontends.py.
 
 Unless the environment sets `TFP_MNF_FUSED`, the suite runs with `always`: the fused kernels
 wherever they apply, so that tests which look for fused ops in a graph find them on every
@@ -8,6 +10,7 @@ CPU and no test times the paths (tests/test_autotune.py tests `auto` on its own)
 import os
 
 import pytest
+from _frontends import FRONTENDS
 
 from tfp_mnf import ops
 from tfp_mnf.ops import autotune
@@ -29,3 +32,16 @@ def op_path(request, monkeypatch):
         )
     monkeypatch.setenv(autotune.ENV, "always")
     yield "fused"
+
+
+@pytest.fixture(params=list(FRONTENDS))
+def frontend(request):
+    """Yields a `_frontends.Frontend`: the layers, models and Keras of one front-end.
+
+    The Keras' global dtype policy is float32 again after the test.
+    """
+    frontend = FRONTENDS[request.param]
+    try:
+        yield frontend
+    finally:
+        frontend.keras.mixed_precision.set_global_policy("float32")

@@ -16,13 +16,15 @@ import math
 from collections.abc import Callable
 from statistics import NormalDist
 
+import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
 from tfp_mnf import models
-from tfp_mnf.layers import MNFLayer
+from tfp_mnf.frontend import MNFLayerLogic
+from tfp_mnf.layers.mode import sublayers
 
 
 def _check_positive_int(value: int, name: str) -> None:
@@ -63,8 +65,9 @@ def _safe_log(x: np.ndarray) -> np.ndarray:
 
 # Layers whose every row is an independent posterior sample: an MNF layer draws one z per
 # row and one eps per output element, `MCDropout` one mask per row (when it has no
-# `noise_shape` that could share it), a deep ensemble one member per row.
-_PER_ROW_SAMPLERS = (MNFLayer, models.MCDropout, models.DeepEnsembleLeNet)
+# `noise_shape` that could share it), a deep ensemble one member per row; in either Keras
+# front-end (tf_keras, Keras 3).
+_PER_ROW_SAMPLERS = (MNFLayerLogic, models.MCDropoutLogic, models.DeepEnsembleLogic)
 # tfp.layers whose rows of one call share a sample: the Reparameterization layers and
 # `DenseVariational` draw one kernel sample per call; Flipout multiplies one kernel
 # perturbation by random signs per row, which leaves each row's marginal exact but the rows
@@ -100,14 +103,12 @@ def samples_per_row(model: Callable[..., tf.Tensor]) -> bool:
     Returns:
       The default of `predictive_samples(..., vectorize=None)`.
     """
-    if not isinstance(model, tf.Module):
-        return False
-    modules = [model, *model.submodules]
+    modules = sublayers(model)
     if any(isinstance(m, _SHARED_SAMPLE_LAYERS) for m in modules):
         return False
     return any(
         isinstance(m, _PER_ROW_SAMPLERS)
-        and not (isinstance(m, models.MCDropout) and m.noise_shape is not None)
+        and not (isinstance(m, models.MCDropoutLogic) and m.noise_shape is not None)
         for m in modules
     )
 
@@ -133,10 +134,10 @@ def predictive_samples(
     exact, but the rows of a pass share one weight perturbation up to random signs, so they
     are not independent samples).
 
-    A forward pass is `model.predict_on_batch(rows)` for a tf_keras model (Keras' cached
-    predict function, `model(rows, training=False)`, which `posterior_mean(model)` resets
-    on entry and exit), else `model(rows, training=False)`. Its random ops draw new noise on
-    every call.
+    A forward pass is `model.predict_on_batch(rows)` for a tf_keras or Keras 3 model
+    (Keras' cached predict function, `model(rows, training=False)`, which
+    `posterior_mean(model)` resets on entry and exit), else `model(rows, training=False)`.
+    Its random ops draw new noise on every call.
 
     Args:
       model: a callable model (e.g. an MNF-LeNet that outputs logits) returning one output
@@ -167,7 +168,7 @@ def predictive_samples(
         raise ValueError(f"`x` must hold at least one example, got shape {x.shape}.")
     if vectorize is None:
         vectorize = samples_per_row(model)
-    if isinstance(model, tf_keras.Model):
+    if isinstance(model, tf_keras.Model | keras.Model):
         forward = model.predict_on_batch
     else:
         forward = lambda rows: model(rows, training=False).numpy()  # noqa: E731

@@ -1,7 +1,12 @@
-"""A standalone normalizing flow as a tf_keras layer: one variable, a `tfb.Bijector`."""
+"""A standalone normalizing flow as a tf_keras layer: one variable, a `tfb.Bijector`.
+
+`FlowLogic` is the layer, Keras-agnostic: `Flow` puts it on a `tf_keras` Layer and
+`tfp_mnf.keras.Flow` on a Keras 3 one; `flow_factory` gives each its `make_flow`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import tensorflow as tf
@@ -13,8 +18,7 @@ from tfp_mnf.bijectors import NormalizingFlow
 tfb = tfp.bijectors
 
 
-@tf_keras.saving.register_keras_serializable(package="tfp_mnf")
-class Flow(tf_keras.layers.Layer):
+class FlowLogic:
     """A `tfp_mnf.bijectors.NormalizingFlow` whose parameters live in one variable.
 
     `flow.build((None, event_size))` creates the variable `parameters` (every step's
@@ -29,7 +33,7 @@ class Flow(tf_keras.layers.Layer):
       event_size: size of the vectors, >= 1.
       hidden_units: hidden width of the RealNVP / MADE networks, >= 1.
       seed: non-negative integer seed of the initial values, or None.
-      **kwargs: `tf_keras.layers.Layer` arguments (name, dtype, trainable).
+      **kwargs: Keras `Layer` arguments (name, dtype, trainable).
 
     Raises:
       ValueError: for a bad `kind`, `num_layers`, `event_size`, `hidden_units` or `seed`.
@@ -117,29 +121,49 @@ class Flow(tf_keras.layers.Layer):
         }
 
 
-def make_flow(
-    kind: str,
-    num_layers: int,
-    event_size: int,
-    hidden_units: int = 50,
-    seed: int | None = None,
-    name: str | None = None,
-    dtype: Any = None,
-) -> Flow:
-    """Creates an unbuilt `Flow` layer of `num_layers` steps of `kind` (see `Flow`).
+@tf_keras.saving.register_keras_serializable(package="tfp_mnf")
+class Flow(FlowLogic, tf_keras.layers.Layer):
+    __doc__ = FlowLogic.__doc__
 
-    Args:
-      kind: one of `tfp_mnf.bijectors.FLOW_KINDS` ("planar", "realnvp", "iaf", "maf").
-      num_layers: number of flow steps, >= 0 (0: identity).
-      event_size: size of the vectors the flow transforms, >= 1.
-      hidden_units: hidden width of the RealNVP / MADE networks, >= 1.
-      seed: non-negative integer seed of the initial values, or None.
-      name: name of the Keras layer.
-      dtype: dtype or dtype policy of the Keras layer (None: the global policy).
 
-    Returns:
-      A `Flow` layer; call `flow.build((None, event_size))` before using `flow.bijector`.
-    """
-    return Flow(
-        kind, num_layers, event_size, hidden_units=hidden_units, seed=seed, name=name, dtype=dtype
-    )
+def flow_factory(flow_class: type) -> Callable[..., Any]:
+    """The `make_flow` function of a front-end's `Flow` layer class."""
+
+    def make_flow(
+        kind: str,
+        num_layers: int,
+        event_size: int,
+        hidden_units: int = 50,
+        seed: int | None = None,
+        name: str | None = None,
+        dtype: Any = None,
+    ) -> Any:
+        """Creates an unbuilt `Flow` layer of `num_layers` steps of `kind` (see `Flow`).
+
+        Args:
+          kind: one of `tfp_mnf.bijectors.FLOW_KINDS` ("planar", "realnvp", "iaf", "maf").
+          num_layers: number of flow steps, >= 0 (0: identity).
+          event_size: size of the vectors the flow transforms, >= 1.
+          hidden_units: hidden width of the RealNVP / MADE networks, >= 1.
+          seed: non-negative integer seed of the initial values, or None.
+          name: name of the Keras layer.
+          dtype: dtype or dtype policy of the Keras layer (None: the global policy).
+
+        Returns:
+          A `Flow` layer; call `flow.build((None, event_size))` before using
+          `flow.bijector`.
+        """
+        return flow_class(
+            kind,
+            num_layers,
+            event_size,
+            hidden_units=hidden_units,
+            seed=seed,
+            name=name,
+            dtype=dtype,
+        )
+
+    return make_flow
+
+
+make_flow = flow_factory(Flow)
