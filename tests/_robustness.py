@@ -13,9 +13,16 @@ MISSING_LIBRARY = {
 }
 
 
-def start(command: str, out_dir: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
-    """Starts `robustness_worker.py command out_dir *args` with the repo on PYTHONPATH."""
-    full_env = {**os.environ, **(env or {})}
+def start(
+    command: str,
+    out_dir: Path,
+    *args: str,
+    env: dict | None = None,
+    frontend: str = "tf_keras",
+) -> subprocess.Popen:
+    """Starts `robustness_worker.py command out_dir *args` with the repo on PYTHONPATH, for
+    the front-end named `frontend` ("tf_keras" or "keras3")."""
+    full_env = {**os.environ, **(env or {}), "TFP_MNF_TEST_FRONTEND": frontend}
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
     full_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return subprocess.Popen(
@@ -34,6 +41,8 @@ def finish(*procs: subprocess.Popen, timeout: float = 300) -> None:
         assert proc.returncode == 0, f"{proc.args[2:]} failed:\n{output[-4000:]}"
 
 
-def run(command: str, out_dir: Path, *args: str, env: dict | None = None) -> None:
+def run(
+    command: str, out_dir: Path, *args: str, env: dict | None = None, frontend: str = "tf_keras"
+) -> None:
     """Runs one worker command to completion."""
-    finish(start(command, out_dir, *args, env=env))
+    finish(start(command, out_dir, *args, env=env, frontend=frontend))

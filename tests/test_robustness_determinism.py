@@ -2,18 +2,22 @@
 
 Two fresh processes each run 50 training steps (`robustness_worker.py train50`), with
 `tf.config.threading.set_inter_op_parallelism_threads(1)`: with concurrent ops the weights
-differed at ~1e-7 after 50 steps even with op determinism enabled.
+differed at ~1e-7 after 50 steps even with op determinism enabled. For the tf_keras and
+the Keras 3 front-end.
 """
 
 import numpy as np
+import pytest
+from _frontends import FRONTENDS
 from _robustness import finish, start
 
 
-def test_two_runs_give_bit_identical_weights_after_50_steps(tmp_path):
+@pytest.mark.parametrize("frontend", list(FRONTENDS))
+def test_two_runs_give_bit_identical_weights_after_50_steps(tmp_path, frontend):
     runs = [tmp_path / "a", tmp_path / "b"]
     for run in runs:
         run.mkdir()
-    finish(*[start("train50", run) for run in runs])
+    finish(*[start("train50", run, frontend=frontend) for run in runs])
     a, b = (np.load(run / "weights.npz") for run in runs)
     assert len(a.files) == len(b.files) > 4  # every variable of the model's MNF layers
     for key in a.files:

@@ -5,13 +5,16 @@ before TensorFlow initializes).
 Keras sums `model.losses` per replica and scales them by 1 / replicas, so the KL counts once
 per step: the 2-replica losses match a single-device run on the same data and seed (within
 the noise of different per-replica samples), while a KL counted per replica would add the
-whole KL/N again.
+whole KL/N again. MirroredStrategy runs for the tf_keras and the Keras 3 front-end,
+MultiWorkerMirrored for tf_keras.
 """
 
 import json
 import socket
 
 import numpy as np
+import pytest
+from _frontends import FRONTENDS
 from _robustness import finish, start
 
 
@@ -21,8 +24,12 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_mirrored_strategy_counts_the_kl_once(tmp_path):
-    finish(start("replicas", tmp_path, "1"), start("replicas", tmp_path, "2"))
+@pytest.mark.parametrize("frontend", list(FRONTENDS))
+def test_mirrored_strategy_counts_the_kl_once(tmp_path, frontend):
+    finish(
+        start("replicas", tmp_path, "1", frontend=frontend),
+        start("replicas", tmp_path, "2", frontend=frontend),
+    )
     one, two = (json.loads((tmp_path / f"replicas_{n}.json").read_text()) for n in (1, 2))
     assert (one["replicas"], two["replicas"]) == (1, 2)
     kl = one["initial_kl"]

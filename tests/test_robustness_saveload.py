@@ -1,33 +1,47 @@
-"""Save/load in a fresh Python process: .keras, h5 and SavedModel, fused ops and composite.
+"""Save/load in a fresh Python process: every save format, fused ops and composite, for the
+tf_keras and the Keras 3 front-end.
 
 A small MNF conv net (IAF/MAF and planar/RealNVP flows, a registered divergence function and
 `ScaledKL`) is trained and saved in one subprocess, then loaded in fresh ones: with the op
-library (when it is built) and with the library missing and the composite path forced.
+library (when it is built) and with the library missing and the composite path forced. The
+formats are each front-end's (`.keras` and h5; SavedModel for tf_keras).
 """
 
 import numpy as np
 import pytest
-import tf_keras
+from _frontends import FRONTENDS
 from _robustness import MISSING_LIBRARY, finish, run, start
 
-from tfp_mnf.layers import DenseMNF
 from tfp_mnf.ops import fused_available
 
-FORMATS = ("keras", "h5", "tf")
+SAVED_FORMATS = [(name, fmt) for name, frontend in FRONTENDS.items() for fmt in frontend.formats]
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    """Saves once, then loads in two fresh processes at once (library / library missing)."""
-    out = tmp_path_factory.mktemp("saved")
-    run("save", out)
-    finish(start("load", out, "default"), start("load", out, "missing", env=MISSING_LIBRARY))
-    return out
+def saved_dirs(tmp_path_factory):
+    """Front-end name -> the folder of its saved models and their loads, made once."""
+    dirs = {}
+
+    def saved(name):
+        if name not in dirs:
+            out = tmp_path_factory.mktemp(f"saved_{name}")
+            run("save", out, frontend=name)
+            finish(
+                start("load", out, "default", frontend=name),
+                start("load", out, "missing", env=MISSING_LIBRARY, frontend=name),
+            )
+            dirs[name] = out
+        return dirs[name]
+
+    return saved
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("frontend, fmt", SAVED_FORMATS)
 @pytest.mark.parametrize("tag", ["default", "missing"])
-def test_fresh_process_gives_the_same_predictions_and_seeded_samples(saved, fmt, tag):
+def test_fresh_process_gives_the_same_predictions_and_seeded_samples(
+    saved_dirs, frontend, fmt, tag
+):
+    saved = saved_dirs(frontend)
     expected = np.load(saved / "expected.npz")
     got = np.load(saved / f"{tag}_{fmt}.npz")
     assert bool(got["divergence_fns_revived"])
@@ -41,17 +55,20 @@ def test_fresh_process_gives_the_same_predictions_and_seeded_samples(saved, fmt,
     assert np.all(np.isfinite(got["sample"]))
 
 
-def test_samples_depend_on_the_seed(saved):
-    expected = np.load(saved / "expected.npz")
+@pytest.mark.parametrize("frontend", list(FRONTENDS))
+def test_samples_depend_on_the_seed(saved_dirs, frontend):
+    expected = np.load(saved_dirs(frontend) / "expected.npz")
     assert not np.allclose(expected["sample"], expected["mean"], atol=1e-3)
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_lambda_divergence_fn_is_rejected_at_save_time(tmp_path, fmt):
-    model = tf_keras.Sequential(
-        [tf_keras.Input((3,)), DenseMNF(2, bias_divergence_fn=lambda q, p, _: 0.0 * p.mean())]
+@pytest.mark.parametrize("frontend, fmt", SAVED_FORMATS, indirect=["frontend"])
+def test_lambda_divergence_fn_is_rejected_at_save_time(frontend, tmp_path, fmt):
+    model = frontend.Sequential(
+        [
+            frontend.Input((3,)),
+            frontend.DenseMNF(2, bias_divergence_fn=lambda q, p, _: 0.0 * p.mean()),
+        ]
     )
     model(np.ones((1, 3), "float32"))
-    path = tmp_path / ("model" if fmt == "tf" else f"model.{fmt}")
     with pytest.raises(ValueError, match="bias_divergence_fn.*lambda"):
-        model.save(str(path), save_format=fmt)
+        frontend.save(model, frontend.model_path(tmp_path, fmt), fmt)

@@ -1,13 +1,20 @@
-"""MNF networks learn: scikit-learn's bundled 8x8 digits to >= 90% test accuracy."""
+"""MNF networks learn: scikit-learn's bundled 8x8 digits to >= 90% test accuracy.
+
+tf_keras trains through the fused ops and the composite path, Keras 3 through the fused
+ops (the ops are shared; Keras 3's composite path is trained under XLA in test_keras3.py).
+"""
 
 import numpy as np
 import pytest
 import tensorflow as tf
-import tf_keras
 from sklearn.datasets import load_digits
 
-from tfp_mnf.layers import Conv2DMNF, DenseMNF, ScaledKL
-from tfp_mnf.models import MNFMLP
+# (front-end, op path) pairs.
+PATHS = pytest.mark.parametrize(
+    "frontend, op_path",
+    [("tf_keras", "fused"), ("tf_keras", "composite"), ("keras3", "fused")],
+    indirect=True,
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,30 +32,34 @@ def _mc_accuracy(model, x, y, num_samples=10):
     return float(np.mean(np.argmax(probs, -1) == y))
 
 
-def _fit(model, x, y, epochs):
-    tf_keras.utils.set_random_seed(0)
+def _fit(frontend, model, x, y, epochs):
+    frontend.utils.set_random_seed(0)
     model.compile(
-        tf_keras.optimizers.Adam(3e-3),
-        tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        frontend.optimizers.Adam(3e-3),
+        frontend.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
 
 
-def test_mnf_mlp_learns_digits(digits, op_path):
+@PATHS
+def test_mnf_mlp_learns_digits(digits, frontend, op_path):
     (x, y), (x_test, y_test) = digits
-    model = MNFMLP(64, hidden_units=(64, 32), output_units=10, kl_scale=1 / len(y), seed=0)
-    _fit(model, x.reshape(-1, 64), y, epochs=15)
+    model = frontend.models.MNFMLP(
+        64, hidden_units=(64, 32), output_units=10, kl_scale=1 / len(y), seed=0
+    )
+    _fit(frontend, model, x.reshape(-1, 64), y, epochs=15)
     accuracy = _mc_accuracy(model, x_test.reshape(-1, 64), y_test)
     assert accuracy >= 0.9, f"MNF MLP test accuracy {accuracy:.3f}"
 
 
-def test_mnf_conv_net_learns_digits(digits, op_path):
+@PATHS
+def test_mnf_conv_net_learns_digits(digits, frontend, op_path):
     (x, y), (x_test, y_test) = digits
-    kl = ScaledKL(1 / len(y))
-    model = tf_keras.Sequential(
+    kl = frontend.ScaledKL(1 / len(y))
+    model = frontend.Sequential(
         [
-            tf_keras.Input((8, 8, 1)),
-            Conv2DMNF(
+            frontend.Input((8, 8, 1)),
+            frontend.Conv2DMNF(
                 16,
                 3,
                 padding="same",
@@ -57,11 +68,11 @@ def test_mnf_conv_net_learns_digits(digits, op_path):
                 bias_divergence_fn=kl,
                 seed=1,
             ),
-            tf_keras.layers.MaxPooling2D(2),
-            tf_keras.layers.Flatten(),
-            DenseMNF(10, kernel_divergence_fn=kl, bias_divergence_fn=kl, seed=2),
+            frontend.keras.layers.MaxPooling2D(2),
+            frontend.keras.layers.Flatten(),
+            frontend.DenseMNF(10, kernel_divergence_fn=kl, bias_divergence_fn=kl, seed=2),
         ]
     )
-    _fit(model, x, y, epochs=10)
+    _fit(frontend, model, x, y, epochs=10)
     accuracy = _mc_accuracy(model, x_test, y_test)
     assert accuracy >= 0.9, f"MNF conv net test accuracy {accuracy:.3f}"
