@@ -1,14 +1,17 @@
 """Installs tfp_mnf and compiles its custom TensorFlow ops against the installed TensorFlow.
 
-The fused local-reparameterization ops of `csrc/` are built into `tfp_mnf/ops/_mnf_ops.so`
-with the compile and link flags of `tf.sysconfig` (C++17, -D_GLIBCXX_USE_CXX11_ABI=1). When
-`nvcc` is on the PATH and TensorFlow is a CUDA build, the CUDA kernels (`csrc/cuda/*.cu.cc`)
-are compiled with nvcc and linked in (CUDA runtime linked statically, so the library still
-loads on machines without a GPU); otherwise they are skipped with a message. The TensorFlow
-version, whether CUDA kernels are in, a digest of the sources, the build flags, the op names
-and the instruction-set features the compiler assumed are written to `_mnf_ops.json` next to
-the library (`tfp_mnf/ops/build_info.py`), so that a stale library, or one built for another
-CPU, is detected at import. Set TFP_MNF_CXXFLAGS to override `-O3 -march=native` (e.g.
+The fused local-reparameterization ops of `csrc/` (one folder per op family, `csrc/common/`
+shared) are built into `tfp_mnf/ops/_mnf_ops.so` with the compile and link flags of
+`tf.sysconfig` (C++17, -D_GLIBCXX_USE_CXX11_ABI=1): every `.cc` file but the GPU ones. When
+`nvcc` is on the PATH and TensorFlow is a CUDA build, the CUDA kernels (`*.cu.cc`) are
+compiled with nvcc and the GPU functors (`*_gpu.cc`) with `-DGOOGLE_CUDA=1`, and linked in
+(CUDA runtime linked statically, so the library still loads on machines without a GPU);
+otherwise they are skipped with a message. `csrc/cuda_harness/` is a standalone test program
+(tests/test_cuda_harness.py), not part of the library. The TensorFlow version, whether CUDA
+kernels are in, a digest of the sources, the build flags, the op names and the
+instruction-set features the compiler assumed are written to `_mnf_ops.json` next to the
+library (`tfp_mnf/ops/build_info.py`), so that a stale library, or one built for another CPU,
+is detected at import. Set TFP_MNF_CXXFLAGS to override `-O3 -march=native` (e.g.
 `-O3 -march=x86-64-v2` for a library that loads on any x86-64 CPU of the last decade).
 """
 
@@ -28,6 +31,7 @@ from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
 CSRC = ROOT / "csrc"
+HARNESS = CSRC / "cuda_harness"
 OPS_LIBRARY = "tfp_mnf.ops._mnf_ops"
 CUDA_ARCHS = ["sm_75", "sm_80", "sm_90"]
 CUDA_HOME = Path(os.environ.get("CUDA_HOME", "/usr/local/cuda"))
@@ -41,6 +45,16 @@ def _load_build_info() -> object:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _sources(pattern: str) -> list[Path]:
+    """The files under csrc/ whose name matches `pattern`, outside the CUDA harness, sorted."""
+    return sorted(p for p in CSRC.rglob(pattern) if HARNESS not in p.parents)
+
+
+def _object(tmp: str, src: Path) -> str:
+    """The object file of `src` in `tmp`, named after its path under csrc/ (unique)."""
+    return f"{tmp}/{'.'.join(src.relative_to(CSRC).parts)}.o"
 
 
 def _run(cmd: list[str]) -> None:
@@ -79,8 +93,8 @@ class BuildOps(build_ext):
             *tf.sysconfig.get_compile_flags(),
             "-fPIC",
             "-Wno-deprecated-declarations",
-            # The noise and kernel loops vectorize only when math calls and float compares
-            # need not keep errno / floating-point exception semantics (csrc/cpu_noise.h).
+            # The noise and kernel loops vectorize only when math calls and float compares need
+            # not keep errno / floating-point exception semantics (csrc/common/cpu_noise.h).
             "-fno-math-errno",
             "-fno-trapping-math",
             f"-I{CSRC}",
@@ -88,8 +102,9 @@ class BuildOps(build_ext):
         ]
         with tempfile.TemporaryDirectory() as tmp:
             jobs = [
-                [cxx, "-c", str(src), "-o", f"{tmp}/{src.stem}.o", *cflags]
-                for src in sorted(CSRC.glob("*.cc"))
+                [cxx, "-c", str(src), "-o", _object(tmp, src), *cflags]
+                for src in _sources("*.cc")
+                if not src.name.endswith(("_gpu.cc", ".cu.cc"))
             ]
             cuda = self._cuda_jobs(tf, tmp, cflags)
             jobs += cuda
@@ -122,7 +137,7 @@ class BuildOps(build_ext):
 
     @staticmethod
     def _cuda_jobs(tf: object, tmp: str, cflags: list[str]) -> list[list[str]]:
-        """nvcc jobs for csrc/cuda/*.cu.cc plus the GPU kernel registrations, or []."""
+        """nvcc jobs for the CUDA kernels (*.cu.cc) plus the GPU functors (*_gpu.cc), or []."""
         nvcc = shutil.which("nvcc")
         if nvcc is None or not tf.test.is_built_with_cuda():
             print(
@@ -137,7 +152,7 @@ class BuildOps(build_ext):
                 "-c",
                 str(src),
                 "-o",
-                f"{tmp}/{src.name}.o",
+                _object(tmp, src),
                 "-x",
                 "cu",
                 "-std=c++17",
@@ -147,7 +162,7 @@ class BuildOps(build_ext):
                 f"-I{CSRC}",
                 *gencode,
             ]
-            for src in sorted((CSRC / "cuda").glob("*.cu.cc"))
+            for src in _sources("*.cu.cc")
         ]
         jobs += [
             [
@@ -155,12 +170,12 @@ class BuildOps(build_ext):
                 "-c",
                 str(src),
                 "-o",
-                f"{tmp}/{src.stem}.o",
+                _object(tmp, src),
                 *cflags,
                 "-DGOOGLE_CUDA=1",
                 f"-I{CUDA_HOME}/include",
             ]
-            for src in sorted((CSRC / "cuda").glob("*_gpu.cc"))
+            for src in _sources("*_gpu.cc")
         ]
         return jobs
 

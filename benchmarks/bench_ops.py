@@ -4,8 +4,9 @@ Prints one table: median milliseconds of >= 50 timed runs after warm-up (the thr
 take turns in each run, in a rotating order), for the fused kernels, the composite path in
 graph mode (`tf.function`) and the composite path under XLA (`tf.function(jit_compile=True)`),
 forward and forward+backward (the output's sum and the gradients of every input), and the ratio
-fused / composite-graph. Cases: the dense step, the conv epilogue alone and the whole conv
-step (both convolutions, biases, epilogue) of MNF-LeNet's layers. The last three columns are
+fused / composite-graph. Cases: the dense step (`dense_local_reparam_from_variance`, as the
+layers call it), the conv epilogue alone and the whole conv step (both convolutions, biases,
+epilogue) of MNF-LeNet's layers. The last three columns are
 what `TFP_MNF_FUSED=auto` (the default) does on this machine: the path it picks for the case
 (timed afresh, the cache file neither read nor written; the conv epilogue is fused wherever it
 applies, untimed), and the forward+backward milliseconds and ratio to the composite graph of
@@ -25,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_mnf import ops as dispatched
-from tfp_mnf.ops import autotune, build_info, composite, fused, fused_available
+from tfp_mnf.ops import autotune, build_info, conv, dense, fused_available
 
 DENSE_SHAPES = [(128, 800, 500), (128, 500, 10), (512, 1024, 1024)]
 CONV_SHAPES = [(128, 24, 24, 20), (128, 8, 8, 50)]  # MNF-LeNet conv outputs
@@ -40,7 +41,7 @@ def _dense_args(b: int, k: int, n: int) -> list:
         rng.normal(size=(b, k)),
         1 + 0.1 * rng.normal(size=(b, k)),
         0.05 * rng.normal(size=(k, n)),
-        -4 + 0.1 * rng.normal(size=(k, n)),
+        np.exp(2 * (-4 + 0.1 * rng.normal(size=(k, n)))),
         rng.normal(size=n),
         -6 + 0.1 * rng.normal(size=n),
     ]
@@ -191,10 +192,10 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     dense_ops = {
-        "fused": (fused.dense_local_reparam, False),
-        "graph": (composite.dense_local_reparam, False),
-        "xla": (composite.dense_local_reparam, True),
-        "auto": (dispatched.dense_local_reparam, False),
+        "fused": (dense.fused, False),
+        "graph": (dense.composite, False),
+        "xla": (dense.composite, True),
+        "auto": (dispatched.dense_local_reparam_from_variance, False),
     }
     floors = []
     for b, k, n in DENSE_SHAPES:
@@ -209,24 +210,24 @@ def main() -> None:
         print(_row(name, fwd, fb, pick), flush=True)
         floors.append(_floor_row(name, fwd, fb))
     conv_ops = {
-        "fused": (fused.conv_local_reparam_epilogue, False),
-        "graph": (composite.conv_local_reparam_epilogue, False),
-        "xla": (composite.conv_local_reparam_epilogue, True),
+        "fused": (conv.fused_epilogue, False),
+        "graph": (conv.composite_epilogue, False),
+        "xla": (conv.composite_epilogue, True),
         "auto": (dispatched.conv_local_reparam_epilogue, False),
     }
     for shape in CONV_SHAPES:
         name = f"conv epilogue {'x'.join(map(str, shape))}"
         print(_row(name, *_times(conv_ops, _conv_args(shape), {}, runs)), flush=True)
     layer_ops = {
-        "fused": (fused.conv_local_reparam, False),
-        "graph": (composite.conv_local_reparam, False),
-        "xla": (composite.conv_local_reparam, True),
+        "fused": (conv.fused, False),
+        "graph": (conv.composite, False),
+        "xla": (conv.composite, True),
         "auto": (dispatched.conv_local_reparam, False),
     }
-    conv = {"strides": (1, 1), "padding": "VALID", "dilations": (1, 1)}
+    attrs = {"strides": (1, 1), "padding": "VALID", "dilations": (1, 1)}
     for shape, filters in CONV_LAYERS:
         name = f"conv step {'x'.join(map(str, shape))}->{filters}"
-        times = _times(layer_ops, _conv_layer_args(shape, filters), conv, runs)
+        times = _times(layer_ops, _conv_layer_args(shape, filters), attrs, runs)
         print(_row(name, *times), flush=True)
     print()
     print("The dense step's matrix products alone (tf.matmul) vs the composite graph:")

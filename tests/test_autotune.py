@@ -1,5 +1,6 @@
-"""Tests of the fused/composite choice by timing (`tfp_mnf.ops.autotune`) and of its use in
-dispatch. The measurement is replaced by fake timings or a fake clock: no timing asserts."""
+"""Tests of the fused/composite choice by timing (`tfp_mnf.ops.autotune`) and of its use by
+the policy (`tfp_mnf.ops.policy`). The measurement is replaced by fake timings or a fake
+clock: no timing asserts."""
 
 import json
 import logging
@@ -9,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tfp_mnf import ops
-from tfp_mnf.ops import _library, autotune, dispatch
+from tfp_mnf.ops import _library, autotune, policy
 
 needs_fused = pytest.mark.skipif(
     not ops.fused_available(), reason="fused op library not built (pip install -e .)"
@@ -46,9 +47,9 @@ def choose(tuner, shapes=None, family="dense"):
 @pytest.fixture
 def install(monkeypatch, tmp_path):
     """Installs a tuner with fake timings (seconds of the fused and the composite path) as the
-    one dispatch asks, with TFP_MNF_FUSED=auto and the cache file in tmp_path."""
+    one the policy asks, with TFP_MNF_FUSED=auto and the cache file in tmp_path."""
     monkeypatch.setenv(autotune.ENV, "auto")
-    monkeypatch.delenv(dispatch.FORCE_ENV, raising=False)
+    monkeypatch.delenv(policy.FORCE_ENV, raising=False)
 
     def install_timings(fused, composite):
         measure = FakeMeasure(fused, composite)
@@ -278,7 +279,7 @@ def test_an_unwritable_cache_does_not_fail(tmp_path, caplog):
     assert list(tmp_path.iterdir()) == [blocker]
 
 
-# Dispatch.
+# The policy.
 
 
 @needs_fused
@@ -302,7 +303,7 @@ def test_the_environment_pins_the_choice(install, monkeypatch, policy):
 def test_force_composite_wins_over_always(install, monkeypatch):
     measure = install(1.0, 2.0)
     monkeypatch.setenv(autotune.ENV, "always")
-    monkeypatch.setenv(dispatch.FORCE_ENV, "1")
+    monkeypatch.setenv(policy.FORCE_ENV, "1")
     assert not any(t.startswith("Mnf") for t in op_types(dense_step, *dense_inputs()))
     assert measure.calls == []
 
@@ -320,19 +321,6 @@ def test_auto_builds_the_faster_path(install, fused_faster):
     assert [len(c) for c in measure.calls] == [2, 2]
     families = {key.split()[0] for key in autotune.TUNER.decisions()}
     assert families == {"dense_local_reparam_from_variance", "conv_local_reparam"}
-
-
-@needs_fused
-def test_conv_mean_variance_and_dense_from_log_std_are_tuned(install):
-    measure = install(2.0, 1.0)
-    x, mean, variance = conv_inputs()[:3]
-    conv = op_types(lambda *a: ops.conv_mean_variance(*a, **CONV), x, mean, variance)
-    assert "Conv2D" in conv and not any(t.startswith("Mnf") for t in conv)
-    dense = op_types(
-        lambda *a: ops.dense_local_reparam(*a, seed=SEED, max_std=1.0), *dense_inputs()
-    )
-    assert not any(t.startswith("Mnf") for t in dense)
-    assert len(measure.calls) == 2
 
 
 @needs_fused

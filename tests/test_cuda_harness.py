@@ -22,7 +22,8 @@ def harness(tmp_path_factory):
     if NVCC is None:
         pytest.skip("nvcc not found: CUDA kernels cannot be compiled here")
     binary = tmp_path_factory.mktemp("cuda") / "harness"
-    kernels = sorted(str(p) for p in (CSRC / "cuda").glob("*.cu.cc"))
+    harness_dir = CSRC / "cuda_harness"
+    kernels = sorted(str(p) for p in CSRC.rglob("*.cu.cc") if harness_dir not in p.parents)
     subprocess.run(
         [
             NVCC,
@@ -32,7 +33,7 @@ def harness(tmp_path_factory):
             "cu",
             f"-I{CSRC}",
             "-arch=sm_80",
-            str(CSRC / "cuda_harness" / "harness.cu.cc"),
+            str(harness_dir / "harness.cu.cc"),
             *kernels,
             "-o",
             str(binary),

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from tfp_mnf import ops
 from tfp_mnf.layers import Conv2DMNF, DenseMNF
-from tfp_mnf.ops import _library, composite, fused
+from tfp_mnf.ops import _library, moments
 
 MIN_LOG_STD, MAX_STD = -6.0, 0.5
 needs_fused = pytest.mark.skipif(
@@ -31,7 +31,7 @@ def moments_args(shape, z_axis, dtype=np.float64, seed=0):
 
 
 def reference(mean, log_std, u, v, z_axis):
-    """The moments element by element in numpy (kernel_moments.h)."""
+    """The moments element by element in numpy (csrc/moments/moments.h)."""
     mean, log_std, u, v = (np.asarray(a, np.float64) for a in (mean, log_std, u, v))
     clipped = np.clip(log_std, MIN_LOG_STD, math.log(MAX_STD))
     variance = np.exp(2 * clipped)
@@ -49,16 +49,16 @@ def reference(mean, log_std, u, v, z_axis):
     ]
 
 
-def call(impl, args, z_axis):
-    return impl.kernel_moments(*args, z_axis=z_axis, min_log_std=MIN_LOG_STD, max_std=MAX_STD)
+def call(op, args, z_axis):
+    return op(*args, z_axis=z_axis, min_log_std=MIN_LOG_STD, max_std=MAX_STD)
 
 
-def values_and_grads(impl, args, z_axis):
+def values_and_grads(op, args, z_axis):
     """The moments and the gradients of sum_k <output_k, w_k> for fixed random weights w."""
     rng = np.random.default_rng(5)
     with tf.GradientTape() as tape:
         tape.watch(args)
-        out = call(impl, args, z_axis)
+        out = call(op, args, z_axis)
         loss = sum(tf.reduce_sum(o * tf.constant(rng.normal(size=o.shape), o.dtype)) for o in out)
     return [o.numpy() for o in out], [g.numpy() for g in tape.gradient(loss, args)]
 
@@ -66,7 +66,7 @@ def values_and_grads(impl, args, z_axis):
 @pytest.mark.parametrize("shape, z_axis", LAYOUTS)
 def test_moments_match_elementwise_reference(op_path, shape, z_axis):
     args = moments_args(shape, z_axis)
-    got = call(ops, args, z_axis)
+    got = call(ops.kernel_moments, args, z_axis)
     for name, g, r in zip(got._fields, got, reference(*args, z_axis), strict=True):
         np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-12, err_msg=name)
 
@@ -76,8 +76,8 @@ def test_moments_match_elementwise_reference(op_path, shape, z_axis):
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-5), (np.float64, 1e-12)])
 def test_fused_matches_composite_with_gradients(shape, z_axis, dtype, tol):
     args = moments_args(shape, z_axis, dtype)
-    out_f, grads_f = values_and_grads(fused, args, z_axis)
-    out_c, grads_c = values_and_grads(composite, args, z_axis)
+    out_f, grads_f = values_and_grads(moments.fused, args, z_axis)
+    out_c, grads_c = values_and_grads(moments.composite, args, z_axis)
     for f, c in zip(out_f + grads_f, out_c + grads_c, strict=True):
         scale = max(1.0, np.abs(c).max()) if c.size else 1.0
         np.testing.assert_allclose(f, c, atol=tol * scale, rtol=0)
@@ -95,7 +95,7 @@ def test_gradients_float64(shape, z_axis):
             def f(arg, i=i, output=output):
                 full = list(args)
                 full[i] = arg
-                return call(fused, full, z_axis)[output]
+                return call(moments.fused, full, z_axis)[output]
 
             theoretical, numerical = tf.test.compute_gradient(f, [args[i]], delta=1e-6)
             err = max(np.abs(t - n).max() for t, n in zip(theoretical, numerical, strict=True))
@@ -104,7 +104,7 @@ def test_gradients_float64(shape, z_axis):
 
 def test_clipped_entries_get_no_log_std_gradient(op_path):
     args = moments_args((6, 4), 0)
-    _, (_, grad_log_std, _, _) = values_and_grads(ops, args, 0)
+    _, (_, grad_log_std, _, _) = values_and_grads(ops.kernel_moments, args, 0)
     log_std = args[1].numpy()
     clipped = (log_std < MIN_LOG_STD) | (log_std > math.log(MAX_STD))
     assert clipped.any() and (~clipped).any()
@@ -114,9 +114,9 @@ def test_clipped_entries_get_no_log_std_gradient(op_path):
 
 def test_without_weights_no_projections(op_path):
     mean, log_std, _, _ = moments_args((4, 3), 0)
-    moments = ops.kernel_moments(mean, log_std, z_axis=0, min_log_std=MIN_LOG_STD, max_std=0.5)
-    assert moments.projected_mean is None and moments.projected_variance is None
-    np.testing.assert_allclose(moments.variance_sum, reference(*moments_args((4, 3), 0), 0)[2])
+    got = ops.kernel_moments(mean, log_std, z_axis=0, min_log_std=MIN_LOG_STD, max_std=0.5)
+    assert got.projected_mean is None and got.projected_variance is None
+    np.testing.assert_allclose(got.variance_sum, reference(*moments_args((4, 3), 0), 0)[2])
 
 
 @pytest.mark.parametrize(
@@ -124,7 +124,7 @@ def test_without_weights_no_projections(op_path):
 )
 def test_empty_kernels(op_path, shape, z_axis):
     args = moments_args(shape, z_axis)
-    out, grads = values_and_grads(ops, args, z_axis)
+    out, grads = values_and_grads(ops.kernel_moments, args, z_axis)
     assert out[1] == 0.0
     assert [g.shape for g in grads] == [tuple(a.shape) for a in args]
 
@@ -136,9 +136,9 @@ def test_layer_call_is_one_pass_shared_by_forward_and_kl():
     for layer, shape in [(DenseMNF(5), (3, 4)), (Conv2DMNF(3, 2), (2, 5, 5, 2))]:
         layer.build(shape)
         graph = tf.function(layer).get_concrete_function(tf.TensorSpec(shape)).graph
-        moments = [op for op in graph.get_operations() if op.type == "MnfKernelMoments"]
-        assert len(moments) == 1, layer.name
-        consumers = {c.type for c in moments[0].outputs[0].consumers()}
+        moment_ops = [op for op in graph.get_operations() if op.type == "MnfKernelMoments"]
+        assert len(moment_ops) == 1, layer.name
+        consumers = {c.type for c in moment_ops[0].outputs[0].consumers()}
         assert consumers & {"MatMul", "Conv2D", "Reshape"}, consumers
 
 

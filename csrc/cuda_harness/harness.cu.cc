@@ -1,7 +1,7 @@
-// Standalone check of the CUDA kernels (conv epilogue, the dense element-wise ops and the
-// kernel moments) against the scalar CPU maths of local_reparam_math.h and kernel_moments.h on
-// random data (float and double). Exit status 0 when every output and gradient agrees within
-// tolerance; prints the worst differences.
+// Standalone check of the CUDA kernels (the conv epilogue, the dense element-wise ops and the
+// kernel moments) against the scalar CPU maths of common/local_reparam_math.h and
+// moments/moments.h on random data (float and double). Exit status 0 when every output and
+// gradient agrees within tolerance; prints the worst differences.
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -10,7 +10,9 @@
 #include <random>
 #include <vector>
 
-#include "cuda/local_reparam_kernels.h"
+#include "conv/epilogue_kernels.h"
+#include "dense/dense_kernels.h"
+#include "moments/moments_kernels.h"
 
 namespace {
 
@@ -106,7 +108,7 @@ bool Check(int64_t batch, int64_t positions, int64_t channels, double tol) {
 // products; returns true when every output matches the scalar maths.
 template <typename T>
 bool CheckDense(int64_t batch, int64_t in, int64_t out, double tol) {
-  const T log_max = T(0), two_log_max = T(0);  // max_std = 1
+  const T two_log_max = T(0);  // max_std = 1
   std::mt19937 gen(7);
   std::normal_distribution<double> normal;
   std::uniform_real_distribution<double> uniform(-3.0, 0.5);
@@ -115,26 +117,21 @@ bool CheckDense(int64_t batch, int64_t in, int64_t out, double tol) {
     for (auto& e : v) e = T(log_scale ? uniform(gen) : normal(gen));
     return v;
   };
-  const int64_t nx = batch * in, nk = in * out, ny = batch * out;
+  const int64_t nx = batch * in, ny = batch * out;
   const std::vector<T> x = draw(nx, false), z = draw(nx, false), g_xz = draw(nx, false),
-                       g_x2 = draw(nx, false), ls = draw(nk, true), g_k = draw(nk, false),
-                       mu = draw(ny, false), g = draw(ny, false), b = draw(out, false),
-                       blv = draw(out, true);
+                       g_x2 = draw(nx, false), mu = draw(ny, false), g = draw(ny, false),
+                       b = draw(out, false), blv = draw(out, true);
   std::vector<T> var(ny);
   for (auto& v : var) v = T(std::fabs(normal(gen)));
   const mnf::NormalStream noise = mnf::StreamFromSeed(3, 5);
 
-  std::vector<T> xz(nx), x2(nx), dx(nx), dz(nx), sq(nk), dls(nk), o(ny), sd(ny), dv(ny);
+  std::vector<T> xz(nx), x2(nx), dx(nx), dz(nx), o(ny), sd(ny), dv(ny);
   std::vector<T> db(out, T(0)), dblv(out, T(0));
   for (int64_t i = 0; i < nx; ++i) {
     xz[i] = x[i] * z[i];
     x2[i] = x[i] * x[i];
     dx[i] = g_xz[i] * z[i] + T(2) * x[i] * g_x2[i];
     dz[i] = g_xz[i] * x[i];
-  }
-  for (int64_t i = 0; i < nk; ++i) {
-    sq[i] = mnf::ClippedSquare<T>(ls[i], log_max);
-    dls[i] = T(2) * g_k[i] * sq[i] * mnf::ClipMask<T>(ls[i], log_max);
   }
   for (int64_t i = 0; i < ny; ++i) {
     const int64_t j = i % out;
@@ -150,17 +147,15 @@ bool CheckDense(int64_t batch, int64_t in, int64_t out, double tol) {
   }
 
   T *d_x = ToDevice(x), *d_z = ToDevice(z), *d_gxz = ToDevice(g_xz), *d_gx2 = ToDevice(g_x2);
-  T *d_ls = ToDevice(ls), *d_gk = ToDevice(g_k), *d_mu = ToDevice(mu), *d_var = ToDevice(var);
+  T *d_mu = ToDevice(mu), *d_var = ToDevice(var);
   T *d_g = ToDevice(g), *d_b = ToDevice(b), *d_blv = ToDevice(blv);
   T *r_xz = Poisoned<T>(nx), *r_x2 = Poisoned<T>(nx), *r_dx = Poisoned<T>(nx);
-  T *r_dz = Poisoned<T>(nx), *r_sq = Poisoned<T>(nk), *r_dls = Poisoned<T>(nk);
+  T* r_dz = Poisoned<T>(nx);
   T *r_o = Poisoned<T>(ny), *r_sd = Poisoned<T>(ny), *r_dv = Poisoned<T>(ny);
   T *r_db = Poisoned<T>(out), *r_dblv = Poisoned<T>(out);
   using namespace mnf::cuda;
   CHECK_CUDA(LaunchDenseScaledInputs<T>(nullptr, nx, d_x, d_z, r_xz, r_x2));
   CHECK_CUDA(LaunchDenseScaledInputsGrad<T>(nullptr, nx, d_gxz, d_gx2, d_x, d_z, r_dx, r_dz));
-  CHECK_CUDA(LaunchClippedVariance<T>(nullptr, nk, d_ls, log_max, r_sq));
-  CHECK_CUDA(LaunchClippedVarianceGrad<T>(nullptr, nk, d_gk, d_ls, r_sq, log_max, r_dls));
   CHECK_CUDA(LaunchDenseEpilogue<T>(nullptr, batch, out, d_mu, d_var, d_b, d_blv, two_log_max,
                                     noise, r_o, r_sd));
   CHECK_CUDA(LaunchDenseEpilogueGrad<T>(nullptr, batch, out, d_g, r_sd, d_blv, two_log_max, noise,
@@ -169,12 +164,11 @@ bool CheckDense(int64_t batch, int64_t in, int64_t out, double tol) {
   const double errs[] = {
       MaxDiff(ToHost(r_xz, nx), xz), MaxDiff(ToHost(r_x2, nx), x2),
       MaxDiff(ToHost(r_dx, nx), dx), MaxDiff(ToHost(r_dz, nx), dz),
-      MaxDiff(ToHost(r_sq, nk), sq), MaxDiff(ToHost(r_dls, nk), dls),
       MaxDiff(ToHost(r_o, ny), o),   MaxDiff(ToHost(r_sd, ny), sd),
       MaxDiff(ToHost(r_dv, ny), dv),
       MaxDiff(ToHost(r_db, out), db) / batch, MaxDiff(ToHost(r_dblv, out), dblv) / batch};
-  for (T* p : {d_x, d_z, d_gxz, d_gx2, d_ls, d_gk, d_mu, d_var, d_g, d_b, d_blv, r_xz, r_x2, r_dx,
-               r_dz, r_sq, r_dls, r_o, r_sd, r_dv, r_db, r_dblv}) {
+  for (T* p : {d_x, d_z, d_gxz, d_gx2, d_mu, d_var, d_g, d_b, d_blv, r_xz, r_x2, r_dx, r_dz, r_o,
+               r_sd, r_dv, r_db, r_dblv}) {
     CHECK_CUDA(cudaFree(p));
   }
   double worst = 0;
@@ -188,7 +182,7 @@ bool CheckDense(int64_t batch, int64_t in, int64_t out, double tol) {
 
 // Runs the kernel moments and their gradient on a [rows, cols] kernel, z along the rows or
 // the columns, log sigma partly beyond both clips; returns true when every output and
-// gradient matches the scalar maths of kernel_moments.h (sums relative to their size).
+// gradient matches the scalar maths of moments/moments.h (sums relative to their size).
 template <typename T>
 bool CheckMoments(int64_t rows, int64_t cols, bool z_rows, double tol) {
   const T lo = T(-6), hi = T(std::log(0.5));

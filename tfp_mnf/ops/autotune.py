@@ -403,5 +403,5 @@ class Autotuner:
 
 
 TUNER = Autotuner()
-"""The autotuner that `tfp_mnf.ops.dispatch` asks; replace it to change the measurement or
+"""The autotuner that `tfp_mnf.ops.policy` asks; replace it to change the measurement or
 the cache file."""
