@@ -43,6 +43,8 @@ _SET_BY_CONVERT = (
     "bias_divergence_fn",
     "kernel_initializer",
 )
+# The MNF arguments `convert` passes on from its `**mnf_kwargs`.
+_PASSED_ON = frozenset(a.name for a in arguments.MNF_ARGUMENTS) - set(_SET_BY_CONVERT)
 
 LayerSelection = Callable[[Any], bool] | Iterable[Any] | str | None
 
@@ -285,19 +287,15 @@ def _check_mnf_kwargs(mnf_kwargs: dict[str, Any]) -> None:
             "regularizer from each Keras layer, the divergences from `kl_scale`, the kernel "
             "means from the trained weights)."
         )
-    own = {a.name for a in arguments.DENSE_ARGUMENTS + arguments.conv_arguments(1)}
-    unknown = sorted(name for name in mnf_kwargs if name in own or name not in _ALL_NAMES)
+    unknown = sorted(name for name in mnf_kwargs if name not in _PASSED_ON)
     if unknown:
         raise TypeError(
             f"tfp_mnf.convert: unknown MNF layer arguments {unknown} (the units, filters, "
-            f"kernel size, ... come from each Keras layer); known: {sorted(_ALL_NAMES)}."
+            f"kernel size, ... come from each Keras layer); known: {sorted(_PASSED_ON)}."
         )
     for argument in arguments.MNF_ARGUMENTS:
         if argument.name in mnf_kwargs:
             argument.check(argument.name, mnf_kwargs[argument.name])
-
-
-_ALL_NAMES = frozenset(a.name for a in arguments.MNF_ARGUMENTS) - set(_SET_BY_CONVERT)
 
 
 def convert(
@@ -349,7 +347,8 @@ def convert(
         (s, i).
 
     Returns:
-      The converted model, not compiled.
+      The converted model; compile it before `fit` (Keras 3 may carry over the original's
+      compile configuration, with a fresh optimizer).
 
     Raises:
       TypeError: `model` is not a Keras model, `kl_scale` is missing, `layers` has another
