@@ -9,6 +9,11 @@ tfp.layers Flipout LeNet, the MC-dropout LeNet (`--dropout_rate` before each Den
 prediction) and a deep ensemble of `--ensemble_size` plain LeNets, each member trained for
 `--epochs` on its own and scored as the exact mixture of its members.
 
+`--keras` picks the front-end: `2` (the default) builds the models of `tfp_mnf.models` with
+the tf_keras layers of `tfp_mnf.layers`, `3` those of `tfp_mnf.keras.models` with the
+Keras 3 layers of `tfp_mnf.keras` (`import keras`), trained by Keras 3's `fit`. The flipout
+baseline is built of `tfp.layers`, which exist for tf_keras only: `--keras=3` refuses it.
+
 Writes to --model_dir: metrics.json, the model weights and their architecture
 (config.json, reused by --eval_only), rotated_digit_<model>.png and entropy.png.
 
@@ -18,15 +23,23 @@ Example, with the offline copies of the data (8k/2k MNIST split, notMNIST):
       --ood_dir=../shared/data/notmnist --model_dir=/tmp/mnist_lenet \
       --baselines=plain,dropout,ensemble,flipout
 
+The same with the Keras 3 layers (no flipout baseline there):
+
+  python examples/mnist_lenet.py --keras=3 --data_dir=../shared/data/mnist-small \
+      --ood_dir=../shared/data/notmnist --model_dir=/tmp/mnist_lenet_keras3 \
+      --baselines=plain,dropout,ensemble
+
 Without --data_dir MNIST comes from the Keras download. --fake_data trains on synthetic
 images (no files) for a smoke test.
 """
 
+import itertools
 import json
 import os
 import sys
 import time
 
+import keras
 import mnf_flags
 import numpy as np
 import tensorflow as tf
@@ -34,10 +47,17 @@ import tensorflow_probability as tfp
 import tf_keras
 from absl import app, flags, logging
 
+import tfp_mnf.keras.models
+import tfp_mnf.models
 from tfp_mnf import data, evaluate, plotting
 from tfp_mnf.layers import mnf_layers
-from tfp_mnf.models import DeepEnsembleLeNet, FlipoutLeNet, LeNet, MCDropoutLeNet, MNFLeNet
 
+flags.DEFINE_enum(
+    "keras",
+    "2",
+    ["2", "3"],
+    "Keras front-end: 2 = tf_keras (tfp_mnf.layers), 3 = Keras 3 (tfp_mnf.keras).",
+)
 flags.DEFINE_string("data_dir", None, "Folder of MNIST-format IDX files; None: Keras download.")
 flags.DEFINE_enum("dataset", "mnist", ["mnist", "fashion_mnist"], "In-distribution data set.")
 flags.DEFINE_string("ood_dir", None, "Folder of notMNIST t10k IDX files (out of distribution).")
@@ -78,6 +98,15 @@ flags.register_validator(
     lambda values: set(values) <= set(BASELINES) and len(set(values)) == len(values),
     message=f"--baselines must be distinct entries of {sorted(BASELINES)}.",
 )
+flags.register_multi_flags_validator(
+    ["keras", "baselines"],
+    lambda values: values["keras"] == "2" or "flipout" not in values["baselines"],
+    message="--baselines=flipout needs tfp.layers, which exist for tf_keras only: use "
+    "--keras=2 for it, or leave flipout out of --baselines under --keras=3.",
+)
+
+# --keras -> (the Keras module, the ready-made models of that front-end).
+FRONT_ENDS = {"2": (tf_keras, tfp_mnf.models), "3": (keras, tfp_mnf.keras.models)}
 
 ROTATION_ANGLES = np.arange(0, 180, 20)
 ROTATED_DIGIT = 9
@@ -95,18 +124,14 @@ class AnnealedKL:
         return tf.cast(self.weight * self.scale, kl.dtype) * kl
 
 
-class KLAnnealing(tf_keras.callbacks.Callback):
-    """Raises the KL weight linearly from 0 to 1 over `num_steps` training batches."""
-
-    def __init__(self, weight: tf.Variable, num_steps: int) -> None:
-        super().__init__()
-        self.weight = weight
-        self.num_steps = max(num_steps, 1)
-        self.step = 0
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self.weight.assign(min(1.0, self.step / self.num_steps))
-        self.step += 1
+def kl_annealing(keras_module, weight, num_steps):
+    """A callback of `keras_module` that raises the KL weight linearly from 0 to 1 over
+    `num_steps` training batches."""
+    steps = itertools.count()
+    num_steps = max(num_steps, 1)
+    return keras_module.callbacks.LambdaCallback(
+        on_train_batch_begin=lambda batch, logs: weight.assign(min(1.0, next(steps) / num_steps))
+    )
 
 
 def fake_images(num, seed):
@@ -135,37 +160,45 @@ def load_data():
     return x_train[: FLAGS.num_train], y_train[: FLAGS.num_train], x_test, y_test, x_ood
 
 
-def build_models(names, architecture, input_shape, num_train, ensemble_size, dropout_rate):
-    """Model name (`mnf_lenet` or a value of `BASELINES`) -> uncompiled model."""
+def build_models(models, names, architecture, input_shape, num_train, ensemble_size, dropout_rate):
+    """Model name (`mnf_lenet` or a value of `BASELINES`) -> uncompiled model, built with
+    the ready-made models of one front-end (`models`: `tfp_mnf.models` or
+    `tfp_mnf.keras.models`)."""
     mnf_kwargs = {k: v for k, v in architecture.items() if v is not None}
     kl_scale = 1.0 / num_train
     builders = {
-        "mnf_lenet": lambda: MNFLeNet(
+        "mnf_lenet": lambda: models.MNFLeNet(
             input_shape, 10, kl_scale=kl_scale, seed=FLAGS.seed, **mnf_kwargs
         ),
-        "lenet": lambda: LeNet(input_shape, 10),
-        "flipout_lenet": lambda: FlipoutLeNet(input_shape, 10, kl_scale=kl_scale),
-        "mc_dropout_lenet": lambda: MCDropoutLeNet(
+        "lenet": lambda: models.LeNet(input_shape, 10),
+        "flipout_lenet": lambda: models.FlipoutLeNet(input_shape, 10, kl_scale=kl_scale),
+        "mc_dropout_lenet": lambda: models.MCDropoutLeNet(
             input_shape, 10, dropout_rate=dropout_rate, seed=FLAGS.seed
         ),
-        "deep_ensemble_lenet": lambda: DeepEnsembleLeNet(
+        "deep_ensemble_lenet": lambda: models.DeepEnsembleLeNet(
             ensemble_size, input_shape, 10, seed=FLAGS.seed
         ),
     }
     return {name: builders[name]() for name in names}
 
 
-def train(name, model, x, y):
+def is_ensemble(model):
+    return isinstance(model, tfp_mnf.models.DeepEnsembleLogic)
+
+
+def train(keras_module, name, model, x, y):
     """Fits one model, a deep ensemble member by member; returns the wall time."""
-    if isinstance(model, DeepEnsembleLeNet):
+    if is_ensemble(model):
         return sum(
-            fit(f"{name} member {k}", member, x, y) for k, member in enumerate(model.members)
+            fit(keras_module, f"{name} member {k}", member, x, y)
+            for k, member in enumerate(model.members)
         )
-    return fit(name, model, x, y)
+    return fit(keras_module, name, model, x, y)
 
 
-def fit(name, model, x, y):
-    """Fits one model (KL warm-up for MNF layers when asked); returns the wall time."""
+def fit(keras_module, name, model, x, y):
+    """Fits one model (KL warm-up for MNF layers when asked) with `keras_module`'s Adam;
+    returns the wall time."""
     callbacks = []
     layers = mnf_layers(model)
     if FLAGS.kl_anneal_epochs > 0 and layers:
@@ -174,10 +207,10 @@ def fit(name, model, x, y):
             scale = layer.kernel_divergence_fn.scale
             layer.kernel_divergence_fn = layer.bias_divergence_fn = AnnealedKL(weight, scale)
         steps = int(FLAGS.kl_anneal_epochs * np.ceil(len(x) / FLAGS.batch_size))
-        callbacks.append(KLAnnealing(weight, steps))
+        callbacks.append(kl_annealing(keras_module, weight, steps))
     model.compile(
-        tf_keras.optimizers.Adam(FLAGS.learning_rate),
-        loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        keras_module.optimizers.Adam(FLAGS.learning_rate),
+        loss=keras_module.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
     start = time.time()
@@ -194,8 +227,11 @@ def fit(name, model, x, y):
     return seconds
 
 
-def weights_path(name):
-    return os.path.join(FLAGS.model_dir, name, "weights")
+def weights_path(keras_module, name):
+    """A tf_keras TensorFlow checkpoint, or a Keras 3 `.weights.h5` file (its only format)."""
+    folder = os.path.join(FLAGS.model_dir, name)
+    os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, "weights" if keras_module is tf_keras else "model.weights.h5")
 
 
 def prob_samples(name, model, x):
@@ -204,7 +240,7 @@ def prob_samples(name, model, x):
     The ensemble's members (its exact mixture), one pass of the plain LeNet, or
     --num_monte_carlo passes of a stochastic model.
     """
-    if isinstance(model, DeepEnsembleLeNet):
+    if is_ensemble(model):
         return evaluate.softmax(model.member_logits(x, FLAGS.eval_batch_size))
     num_samples = 1 if name == "lenet" else FLAGS.num_monte_carlo
     return evaluate.predictive_probs(model, x, num_samples, FLAGS.eval_batch_size)
@@ -270,13 +306,16 @@ def print_table(results):
 
 def main(argv):
     del argv
-    tf_keras.utils.set_random_seed(FLAGS.seed)
     os.makedirs(FLAGS.model_dir, exist_ok=True)
-    x_train, y_train, x_test, y_test, x_ood = load_data()
     config_path = os.path.join(FLAGS.model_dir, "config.json")
+    saved = {}
     if FLAGS.eval_only:
         with open(config_path, encoding="utf-8") as f:
             saved = json.load(f)
+    keras_module, front_end_models = FRONT_ENDS[saved.get("keras", FLAGS.keras)]
+    keras_module.utils.set_random_seed(FLAGS.seed)
+    x_train, y_train, x_test, y_test, x_ood = load_data()
+    if FLAGS.eval_only:
         architecture, names = saved["architecture"], saved["models"]
         num_train = saved["num_train"]
         ensemble_size = saved.get("ensemble_size", FLAGS.ensemble_size)
@@ -287,17 +326,26 @@ def main(argv):
         num_train = len(x_train)
         ensemble_size, dropout_rate = FLAGS.ensemble_size, FLAGS.dropout_rate
     models = build_models(
-        names, architecture, x_train.shape[1:], num_train, ensemble_size, dropout_rate
+        front_end_models,
+        names,
+        architecture,
+        x_train.shape[1:],
+        num_train,
+        ensemble_size,
+        dropout_rate,
     )
 
     results, entropies = {}, ({}, {})
     for name, model in models.items():
+        path = weights_path(keras_module, name)
         if FLAGS.eval_only:
-            model.load_weights(weights_path(name)).expect_partial()
+            status = model.load_weights(path)
+            if keras_module is tf_keras:
+                status.expect_partial()
             train_seconds = None
         else:
-            train_seconds = train(name, model, x_train, y_train)
-            model.save_weights(weights_path(name))
+            train_seconds = train(keras_module, name, model, x_train, y_train)
+            model.save_weights(path)
         metrics, entropy_in, entropy_out = score(name, model, x_test, y_test, x_ood)
         metrics["train_seconds"] = train_seconds
         metrics["rotated_digit_figure"] = rotated_digit_figure(name, model, x_test, y_test)
@@ -308,6 +356,7 @@ def main(argv):
         with open(config_path, "w", encoding="utf-8") as f:
             json.dump(
                 {
+                    "keras": FLAGS.keras,
                     "architecture": architecture,
                     "models": list(models),
                     "num_train": num_train,

@@ -15,6 +15,8 @@ TINY_FLOWS = ["--num_q_flows=1", "--num_r_flows=1", "--flow_hidden_units=8"]
 
 
 def _run(script, *args, check=True):
+    """Runs `examples/script`; returns its stdout (check=False: stdout and stderr, not
+    checking the exit status)."""
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     result = subprocess.run(
@@ -26,7 +28,8 @@ def _run(script, *args, check=True):
     )
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout
+        return result.stdout
+    return result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(
@@ -93,6 +96,53 @@ def test_mnist_lenet_tiny_run_and_eval_only(tmp_path):
     assert reloaded["mnf_lenet"]["accuracy"] == pytest.approx(
         results["mnf_lenet"]["accuracy"], abs=0.1
     )
+
+
+@pytest.mark.slow
+def test_mnist_lenet_keras3_tiny_run_and_eval_only(tmp_path):
+    """`--keras=3` trains and scores the Keras 3 models; --eval_only reloads them from the
+    saved configuration (which records the front-end) without the flag."""
+    common = [
+        "--fake_data",
+        "--num_train=200",
+        "--num_test=40",
+        "--num_monte_carlo=2",
+        f"--model_dir={tmp_path}",
+    ]
+    stdout = _run(
+        "mnist_lenet.py",
+        *common,
+        "--keras=3",
+        "--epochs=1",
+        "--baselines=plain,ensemble",
+        "--ensemble_size=2",
+        *TINY_FLOWS,
+    )
+    assert "mnf_lenet" in stdout and "deep_ensemble_lenet" in stdout
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["flags"]["keras"] == "3"
+    results = saved["results"]
+    assert set(results) == {"mnf_lenet", "lenet", "deep_ensemble_lenet"}
+    for metrics in results.values():
+        assert 0.0 <= metrics["accuracy"] <= 1.0 and np.isfinite(metrics["nll"])
+        assert 0.0 <= metrics["ece"] <= 1.0
+    assert (tmp_path / "mnf_lenet" / "model.weights.h5").is_file()
+    _run("mnist_lenet.py", *common, "--eval_only")
+    reloaded = json.loads((tmp_path / "metrics.json").read_text())["results"]
+    for name in ("lenet", "deep_ensemble_lenet"):  # deterministic predictions
+        assert reloaded[name]["nll"] == pytest.approx(results[name]["nll"], rel=1e-4)
+
+
+def test_mnist_lenet_keras3_refuses_the_tf_keras_only_flipout_baseline(tmp_path):
+    result = _run(
+        "mnist_lenet.py",
+        "--keras=3",
+        "--fake_data",
+        "--baselines=plain,flipout",
+        f"--model_dir={tmp_path}",
+        check=False,
+    )
+    assert "flipout needs tfp.layers, which exist for tf_keras only" in result
 
 
 @pytest.mark.slow

@@ -330,6 +330,9 @@ class DeepEnsembleLogic:
             )
             for k in range(num_members)
         ]
+        # The members are built `Sequential`s: so is the ensemble, before any call (Keras 3's
+        # `save_weights` refuses an unbuilt model).
+        self.built = True
 
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         """Logits `[B, num_classes]`, row i from a member drawn at random for row i."""

@@ -27,14 +27,16 @@ Keras 3 behaviour:
   `mixed_float16`, for the local-reparameterization step; the outputs are in the compute
   dtype.
 - `jit_compile`: with `compile(jit_compile=True)` the train, test and predict steps are
-  traced inside XLA, where the ops dispatch (`tfp_mnf.ops`) builds the composite path
-  (standard TensorFlow ops that XLA compiles; the custom fused kernels have no XLA
-  lowering). With `jit_compile=False` the steps are plain `tf.function`s and the dispatch
-  builds the fused kernels where the op library has them (else the composite path, see
-  `tfp_mnf.ops`). Keras 3's default `jit_compile="auto"` turns XLA on only when a GPU is
-  visible and no `tf.distribute` strategy is used, so on a CPU-only machine it trains
-  through the fused kernels. Both settings train the same model; the noise draws differ
-  (XLA has its own random-number layout).
+  traced inside XLA, where the ops policy (`tfp_mnf.ops.policy`) builds the composite path
+  by itself: standard TensorFlow ops that XLA compiles, since the fused custom kernels have
+  no XLA lowering. With `jit_compile=False` the steps are plain `tf.function`s and the
+  policy builds the fused kernels wherever the op library has them (on a CPU, for the dense
+  and 2-D conv steps, where `TFP_MNF_FUSED=auto` times them faster than the composite path
+  for the step's shapes; `always` pins them). Keras 3's default `jit_compile="auto"` turns
+  XLA on only when a GPU is visible and no `tf.distribute` strategy is used, so on a
+  CPU-only machine it is `False`. Both settings train the same model; the noise draws
+  differ (XLA has its own random-number layout, and ignores the seeds of stateful random
+  ops such as the per-call seed draw).
 - Optimizers: Keras 3's own (`compile("adam")`) with no special-casing; each layer has four
   variables (see `tfp_mnf.frontend`).
 
