@@ -63,7 +63,11 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_integer("batch_size", 100, "Batch size.")
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate (plain and from-scratch MNF).")
-flags.DEFINE_float("finetune_learning_rate", 1e-3, "Adam learning rate of the fine-tuning.")
+flags.DEFINE_float(
+    "finetune_learning_rate",
+    3e-4,
+    "Adam learning rate of the fine-tuning (1e-3 undid part of the trained weights' fit).",
+)
 flags.DEFINE_enum(
     "convert_layers", "all", ["all", "last"], "Convert every Dense/Conv2D, or the last only."
 )
