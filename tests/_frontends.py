@@ -5,9 +5,16 @@
 (`F.DenseMNF`, `F.posterior_mean`, ...) and its Keras (`F.Sequential`, `F.Input`,
 `F.optimizers`, ...) under the same names, plus what differs between them: the save
 formats that load back, `save`/`load`, and a variable's unique name.
+
+`EVERY_FRONTEND` is what the costliest duplicates (bit-determinism in two processes, a
+second training run, the extreme initial scales, the composite reload and the in-process
+h5 round trip) run for: tf_keras alone by default, both front-ends when the environment sets
+TFP_MNF_ALL_FRONTENDS=1. The default run covers the same Keras 3 code through their
+cheaper siblings, keeping the suite within its time budget.
 """
 
 import dataclasses
+import os
 from types import ModuleType
 
 import keras
@@ -76,3 +83,5 @@ FRONTENDS = {
     ),
     "keras3": Frontend("keras3", keras, tfp_mnf.keras, tfp_mnf.keras.models, ("keras", "h5")),
 }
+
+EVERY_FRONTEND = list(FRONTENDS) if os.environ.get("TFP_MNF_ALL_FRONTENDS") == "1" else ["tf_keras"]

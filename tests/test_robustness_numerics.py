@@ -3,7 +3,8 @@ the `check_numerics` mode.
 
 The long run is 2,000 Adam steps at lr 1e-2 on scikit-learn's digits when the environment
 variable TFP_MNF_NUMERICS_STEPS=2000 is set; the default suite runs 200 steps. Tests taking
-the `frontend` fixture run for the tf_keras and the Keras 3 front-end.
+the `frontend` fixture run for the tf_keras and the Keras 3 front-end (the extreme scales
+for Keras 3 with TFP_MNF_ALL_FRONTENDS=1, tests/_frontends.py).
 """
 
 import math
@@ -12,6 +13,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from _frontends import EVERY_FRONTEND
 from sklearn.datasets import load_digits
 
 from tfp_mnf.posterior import MAX_ABS_R_LOG_PRECISION, MIN_LOG_STD
@@ -82,6 +84,7 @@ def test_long_training_at_lr_1e_2_stays_finite_and_learns(digits, frontend):
         assert np.all(np.isfinite(variable.numpy())), frontend.variable_name(variable)
 
 
+@pytest.mark.parametrize("frontend", EVERY_FRONTEND, indirect=True)
 @pytest.mark.parametrize(
     "kernel_log_std_init, z_log_var_init",
     [(-20.0, 5.0), (5.0, -20.0), (5.0, 5.0), (-20.0, -20.0)],

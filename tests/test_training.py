@@ -1,20 +1,23 @@
 """MNF networks learn: scikit-learn's bundled 8x8 digits to >= 90% test accuracy.
 
-tf_keras trains through the fused ops and the composite path, Keras 3 through the fused
-ops (the ops are shared; Keras 3's composite path is trained under XLA in test_keras3.py).
+tf_keras trains through the fused ops and the composite path, Keras 3 its conv net through
+the fused ops (the ops are shared; Keras 3's composite path trains under XLA in
+test_keras3.py) and its MLP too with TFP_MNF_ALL_FRONTENDS=1 (tests/_frontends.py).
 """
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from _frontends import EVERY_FRONTEND
 from sklearn.datasets import load_digits
 
-# (front-end, op path) pairs.
-PATHS = pytest.mark.parametrize(
-    "frontend, op_path",
-    [("tf_keras", "fused"), ("tf_keras", "composite"), ("keras3", "fused")],
-    indirect=True,
-)
+
+def _paths(frontends):
+    """(front-end, op path) pairs: tf_keras through both paths, Keras 3 the fused one."""
+    pairs = [("tf_keras", "fused"), ("tf_keras", "composite"), ("keras3", "fused")]
+    return pytest.mark.parametrize(
+        "frontend, op_path", [p for p in pairs if p[0] in frontends], indirect=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +44,7 @@ def _fit(frontend, model, x, y, epochs):
     model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
 
 
-@PATHS
+@_paths(EVERY_FRONTEND)
 def test_mnf_mlp_learns_digits(digits, frontend, op_path):
     (x, y), (x_test, y_test) = digits
     model = frontend.models.MNFMLP(
@@ -52,7 +55,7 @@ def test_mnf_mlp_learns_digits(digits, frontend, op_path):
     assert accuracy >= 0.9, f"MNF MLP test accuracy {accuracy:.3f}"
 
 
-@PATHS
+@_paths(["tf_keras", "keras3"])
 def test_mnf_conv_net_learns_digits(digits, frontend, op_path):
     (x, y), (x_test, y_test) = digits
     kl = frontend.ScaledKL(1 / len(y))
