@@ -134,7 +134,7 @@ def test_weights_carry_over_as_posterior_means():
         z = post.mean_z()
         np.testing.assert_allclose(new.kernel_posterior.mean(), kernel, rtol=1e-6, atol=1e-7)
         np.testing.assert_array_equal(new.q0_mean, np.ones(post.z_size))
-        np.testing.assert_allclose(new.q0_log_var, -5.0, atol=0.1)  # the layer's default
+        np.testing.assert_allclose(new.q0_log_var, new.z_log_var_init, atol=0.1)
         np.testing.assert_allclose(new.kernel_log_std.numpy().mean(), -4.0, atol=0.01)
         bias_mean = new.bias_mean.numpy() * (z.numpy() if isinstance(new, Conv2DMNF) else 1.0)
         np.testing.assert_allclose(bias_mean, bias, rtol=1e-6, atol=1e-7)
