@@ -2,8 +2,9 @@ r"""Trains a plain LeNet, converts it to MNF (`tfp_mnf.convert`), fine-tunes it,
 
 The pipeline a practitioner with a trained deterministic model follows: train a plain LeNet
 (`--pretrain_epochs`), convert its Dense/Conv layers to MNF layers whose means are the
-trained weights (all of them, or only the last with `--convert_layers=last`), fine-tune
-for `--finetune_epochs`. Compared, on the test set and against out-of-distribution inputs:
+trained weights (all of them, or only the last with `--convert_layers=last`) and whose
+weight noise starts at sigma = delta * |w| (MOPED, `--moped_delta`), fine-tune for
+`--finetune_epochs`. Compared, on the test set and against out-of-distribution inputs:
 the plain LeNet, the converted model before and after fine-tuning, and an MNF LeNet trained
 from scratch on the same budget (`--scratch_budget`: the pipeline's training seconds, plain
 plus fine-tuning, or its number of epochs). Scores: accuracy, NLL, ECE, Brier score and OOD
@@ -71,7 +72,12 @@ flags.DEFINE_float(
 flags.DEFINE_enum(
     "convert_layers", "all", ["all", "last"], "Convert every Dense/Conv2D, or the last only."
 )
-flags.DEFINE_float("moped_delta", None, "MOPED: initial sigma = delta * |w| (None: the init).")
+flags.DEFINE_float(
+    "moped_delta",
+    0.1,
+    "MOPED: the converted weights' initial sigma = delta * |w|; 0: exp(--kernel_log_std_init).",
+    lower_bound=0.0,
+)
 flags.DEFINE_bool("empirical_prior", False, "Priors N(w, v) at the trained weights w.")
 mnf_flags.define_mnf_flags()
 flags.adopt_module_key_flags(mnf_flags)
@@ -270,14 +276,18 @@ def main(argv):
     finish("lenet", plain, plain_seconds)
 
     layers = conversion.last_layers(plain, 1) if FLAGS.convert_layers == "last" else None
+    moped_delta = FLAGS.moped_delta or None
     converted = tfp_mnf.convert(
         plain,
         kl_scale=kl_scale,
         layers=layers,
-        moped_delta=FLAGS.moped_delta,
+        moped_delta=moped_delta,
         empirical_prior=FLAGS.empirical_prior,
         seed=FLAGS.seed,
-        **mnf_kwargs,
+        # With MOPED the initial sigma comes from the weights, not from the flag.
+        **{
+            k: v for k, v in mnf_kwargs.items() if moped_delta is None or k != "kernel_log_std_init"
+        },
     )
     with posterior_mean(converted):
         mean_logits = converted.predict(x_test, batch_size=FLAGS.eval_batch_size, verbose=0)

@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import math
 import os
 import subprocess
 import sys
@@ -125,7 +124,9 @@ def test_posterior_mean_prediction_equals_the_original_model(mnf_kwargs):
 
 def test_weights_carry_over_as_posterior_means():
     model = _lenet()
-    converted = tfp_mnf.convert(model, kl_scale=1e-3, kernel_log_std_init=-4.0, seed=1)
+    converted = tfp_mnf.convert(
+        model, kl_scale=1e-3, moped_delta=None, kernel_log_std_init=-4.0, seed=1
+    )
     for old, new in zip(model.layers, converted.layers, strict=True):
         if not isinstance(new, (DenseMNF, Conv2DMNF)):
             continue
@@ -158,21 +159,26 @@ def test_original_model_is_left_untouched_and_unshared():
 
 def test_moped_sets_sigma_from_the_trained_weights():
     model = _lenet()
-    delta, floor_log = 0.05, -8.0
-    converted = tfp_mnf.convert(
-        model, kl_scale=1e-3, moped_delta=delta, kernel_log_std_init=floor_log
-    )
+    delta = 0.05
+    model.get_layer("hidden").kernel[0, :3].assign([0.0, 1e-7, -1.0])
+    converted = tfp_mnf.convert(model, kl_scale=1e-3, moped_delta=delta)
     layer = converted.get_layer("hidden")
     kernel, bias = model.get_layer("hidden").get_weights()
-    expected = np.log(np.maximum(delta * np.abs(kernel), math.exp(floor_log)))
+    expected = np.log(np.maximum(delta * np.abs(kernel), conversion.MOPED_MIN_STD))
     np.testing.assert_allclose(layer.kernel_log_std.numpy(), expected, rtol=1e-5)
     np.testing.assert_allclose(
         layer.bias_log_var,
-        2 * np.log(np.maximum(delta * np.abs(bias), math.exp(floor_log))),
+        2 * np.log(np.maximum(delta * np.abs(bias), conversion.MOPED_MIN_STD)),
         rtol=1e-5,
     )
     x = _inputs((5, 10, 10, 1))
     np.testing.assert_allclose(_mean_prediction(converted, x), model(x).numpy(), atol=2e-5)
+    default = tfp_mnf.convert(model, kl_scale=1e-3).get_layer("hidden")  # MOPED, delta 0.1
+    np.testing.assert_allclose(
+        default.kernel_log_std.numpy(),
+        np.log(np.maximum(0.1 * np.abs(kernel), conversion.MOPED_MIN_STD)),
+        rtol=1e-5,
+    )
 
 
 def test_empirical_prior_is_centred_at_the_trained_weights():
@@ -355,6 +361,8 @@ def test_argument_errors():
         tfp_mnf.convert(model, kl_scale=-1.0)
     with pytest.raises(ValueError, match="`moped_delta`"):
         tfp_mnf.convert(model, kl_scale=1e-3, moped_delta=0.0)
+    with pytest.raises(TypeError, match="`kernel_log_std_init` would be unused"):
+        tfp_mnf.convert(model, kl_scale=1e-3, kernel_log_std_init=-5.0)
     with pytest.raises(ValueError, match="`num_q_flows`"):
         tfp_mnf.convert(model, kl_scale=1e-3, num_q_flows=-1)
     with pytest.raises(TypeError, match=r"unknown MNF layer arguments \['units', 'warp'\]"):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import math
 from collections.abc import Callable, Iterable, Iterator
 from types import ModuleType
 from typing import Any
@@ -45,6 +44,9 @@ _SET_BY_CONVERT = (
 )
 # The MNF arguments `convert` passes on from its `**mnf_kwargs`.
 _PASSED_ON = frozenset(a.name for a in arguments.MNF_ARGUMENTS) - set(_SET_BY_CONVERT)
+# The least initial standard deviation that `moped_delta` gives a weight or bias (one that
+# was trained to zero still gets a trainable spread).
+MOPED_MIN_STD = 1e-6
 
 LayerSelection = Callable[[Any], bool] | Iterable[Any] | str | None
 
@@ -263,10 +265,11 @@ def _carry_weights(old: Any, new: MNFLayerLogic, moped_delta: float | None) -> N
     bias_mean = bias / z if isinstance(new, ConvLogic) else bias
     values = {"bias_mean": bias_mean}
     if moped_delta is not None:
-        floor = math.exp(new.kernel_log_std_init)
-        new.kernel_log_std.assign(tf.math.log(tf.maximum(moped_delta * tf.abs(kernel), floor)))
+        new.kernel_log_std.assign(
+            tf.math.log(tf.maximum(moped_delta * tf.abs(kernel), MOPED_MIN_STD))
+        )
         values["bias_log_var"] = 2.0 * tf.math.log(
-            tf.maximum(moped_delta * tf.abs(bias_mean), floor)
+            tf.maximum(moped_delta * tf.abs(bias_mean), MOPED_MIN_STD)
         )
     if new.empirical_prior:
         values.update(kernel_prior_mean=kernel, bias_prior_mean=bias_mean)
@@ -303,7 +306,7 @@ def convert(
     *,
     kl_scale: float,
     layers: LayerSelection = None,
-    moped_delta: float | None = None,
+    moped_delta: float | None = 0.1,
     **mnf_kwargs: Any,
 ) -> Any:
     """Converts a trained Keras model into an MNF model with the trained weights as means.
@@ -323,8 +326,11 @@ def convert(
     converted model's posterior-mean prediction (`tfp_mnf.layers.posterior_mean`) equals
     the original model's up to float rounding. Its samples (`model(x)`) add the
     posterior's noise, which fine-tuning (`compile` and `fit`, like any model of MNF layers)
-    then adapts. The weights' log sigma starts at `kernel_log_std_init` (an MNF argument)
-    or, with `moped_delta`, at log(delta * |w|) (MOPED).
+    then adapts. The weights' sigma starts at delta * |w| (MOPED, `moped_delta`): noise in
+    proportion to each trained weight keeps the converted model's samples near the trained
+    model (a LeNet trained on 8k MNIST digits, converted with sigma = 0.05 for every weight,
+    sampled 90% test accuracy where the plain model had 98%; with delta = 0.1, 98%), or,
+    with `moped_delta=None`, at exp(`kernel_log_std_init`) (an MNF argument).
 
     Args:
       model: a built Sequential or functional tf_keras or Keras 3 model; nested Sequential
@@ -336,9 +342,10 @@ def convert(
         (one, or an iterable): those layers (a name matches at any depth; a nested
         model's name selects its convertible layers), each of which must be convertible;
         e.g. `last_layers(model, 1)` for a last-layer Bayesian model.
-      moped_delta: None, or delta > 0: the weights' standard deviations start at
-        sigma = delta * |w| (the trained weight w), the biases' at delta * |b|, both floored
-        at exp(`kernel_log_std_init`) (Krishnan et al. 2020, MOPED).
+      moped_delta: delta > 0: the weights' standard deviations start at sigma = delta * |w|
+        (the trained weight w), the biases' at delta * |b|, both at least `MOPED_MIN_STD`
+        (Krishnan et al. 2020, MOPED). None: the layers' `kernel_log_std_init`, which may
+        then be given in `mnf_kwargs`.
       **mnf_kwargs: MNF layer arguments for every converted layer (`kernel_log_std_init`,
         `z_log_var_init`, `q_flow`, `num_q_flows`, `prior_variance`, `max_std`, ...; see
         `tfp_mnf.layers.DenseMNF`). `empirical_prior=True` centres the priors at the
@@ -352,7 +359,8 @@ def convert(
 
     Raises:
       TypeError: `model` is not a Keras model, `kl_scale` is missing, `layers` has another
-        type, or `mnf_kwargs` holds an unknown name or one that convert sets itself.
+        type, or `mnf_kwargs` holds an unknown name, one that convert sets itself, or
+        `kernel_log_std_init` while `moped_delta` is set.
       ImportError: a Keras 3 model while `tfp_mnf.keras` cannot be imported.
       ValueError: an unbuilt model; a subclassed model (its layers come from its Python
         code, so it cannot be rebuilt from its config); a selected layer that cannot be
@@ -363,6 +371,12 @@ def convert(
     kl_scale = validation.non_negative_float("kl_scale", kl_scale)
     if moped_delta is not None:
         moped_delta = validation.positive_float("moped_delta", moped_delta)
+        if "kernel_log_std_init" in mnf_kwargs:
+            raise TypeError(
+                "tfp_mnf.convert: `kernel_log_std_init` would be unused: `moped_delta` sets the "
+                "initial sigma of the weights; pass `moped_delta=None` to start them at "
+                "exp(kernel_log_std_init) instead."
+            )
     _check_mnf_kwargs(mnf_kwargs)
     if not model.built:
         raise ValueError(
