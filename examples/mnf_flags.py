@@ -1,7 +1,8 @@
-"""The MNF layer flags shared by the example scripts (flow kinds and counts, inits)."""
+"""The MNF layer flags shared by the example scripts: every one defaults to the layer's own."""
 
 from absl import flags
 
+from tfp_mnf import arguments
 from tfp_mnf.bijectors import FLOW_KINDS
 
 MNF_LAYER_FLAGS = (
@@ -13,21 +14,19 @@ MNF_LAYER_FLAGS = (
     "kernel_log_std_init",
     "z_log_var_init",
 )
+_DEFAULTS = {a.name: a for a in arguments.MNF_ARGUMENTS}
 
 
 def define_mnf_flags() -> None:
-    """Defines the flags named in `MNF_LAYER_FLAGS`."""
-    flags.DEFINE_enum("q_flow", "realnvp", list(FLOW_KINDS), "Flow of q(z).")
-    flags.DEFINE_integer("num_q_flows", 2, "Number of q(z) flow layers.")
-    flags.DEFINE_enum("r_flow", "realnvp", list(FLOW_KINDS), "Flow of r(z|W).")
-    flags.DEFINE_integer("num_r_flows", 2, "Number of r(z|W) flow layers.")
-    flags.DEFINE_integer("flow_hidden_units", 50, "Hidden units of each flow's network.")
-    flags.DEFINE_float(
-        "kernel_log_std_init", -5.0, "MNF weight log-std init (the layer default is -9)."
-    )
-    flags.DEFINE_float(
-        "z_log_var_init", -3.0, "MNF q(z0) log-variance init (the layer default is -5)."
-    )
+    """Defines the flags named in `MNF_LAYER_FLAGS`, with the layers' defaults and docs."""
+    for name in MNF_LAYER_FLAGS:
+        argument = _DEFAULTS[name]
+        if name in ("q_flow", "r_flow"):
+            flags.DEFINE_enum(name, argument.default, list(FLOW_KINDS), argument.doc)
+        elif isinstance(argument.default, int):
+            flags.DEFINE_integer(name, argument.default, argument.doc)
+        else:
+            flags.DEFINE_float(name, argument.default, argument.doc)
 
 
 def mnf_layer_kwargs() -> dict:

@@ -2,7 +2,8 @@
 
 Like `import tensorflow_probability as tfp`, a bare `import tfp_mnf` reaches every public
 module: `tfp_mnf.layers`, `tfp_mnf.models`, `tfp_mnf.evaluate`, `tfp_mnf.bijectors`,
-`tfp_mnf.ops`, `tfp_mnf.data`, `tfp_mnf.plotting`, and `tfp_mnf.convert` (trained Keras
+`tfp_mnf.ops`, `tfp_mnf.data`, `tfp_mnf.plotting`, `tfp_mnf.keras` (the Keras 3 layers), and
+`tfp_mnf.convert` (trained Keras
 model -> MNF model, from `tfp_mnf.conversion`). Each is imported on first access, so
 `import tfp_mnf` itself is cheap and matplotlib is imported only when `tfp_mnf.plotting` is.
 """
@@ -18,6 +19,7 @@ _SUBMODULES = (
     "data",
     "distributions",
     "evaluate",
+    "keras",
     "layers",
     "models",
     "ops",
