@@ -127,7 +127,15 @@ class Flow(FlowLogic, tf_keras.layers.Layer):
 
 
 def flow_factory(flow_class: type) -> Callable[..., Any]:
-    """The `make_flow` function of a front-end's `Flow` layer class."""
+    """The `make_flow` function of a front-end's `Flow` layer class.
+
+    Args:
+      flow_class: `Flow` (tf_keras) or `tfp_mnf.keras.Flow` (Keras 3).
+
+    Returns:
+      `make_flow(kind, num_layers, event_size, hidden_units, seed, name, dtype)`, which
+      creates an unbuilt `flow_class` layer.
+    """
 
     def make_flow(
         kind: str,
