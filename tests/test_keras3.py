@@ -266,7 +266,7 @@ def test_baselines_save_and_load(tmp_path):
     images = _images()
     dropout = models.MCDropoutLeNet(**SMALL, dropout_rate=0.3, seed=1)
     ensemble = models.DeepEnsembleLeNet(2, **SMALL, seed=5, name="ens")
-    ensemble(images)
+    ensemble.save_weights(str(tmp_path / "unbuilt.weights.h5"))  # built at construction
     for name, model in (("dropout", dropout), ("ensemble", ensemble)):
         path = str(tmp_path / f"{name}.keras")
         model.save(path)
